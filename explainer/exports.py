@@ -1,0 +1,20 @@
+"""Graph download formats: the stored HIF v1 document, or a conversion done on read by the `hif` library."""
+from __future__ import annotations
+
+import hif
+
+from .models import Trace
+from .trace_data import completion_of
+
+EXPORT_FORMATS = frozenset({"hif-1", "hif-standard", "neuronpedia"})
+
+
+def export_graph(*, trace: Trace, document: dict, fmt: str) -> dict:
+    if fmt == "hif-standard":
+        return hif.to_hif_standard(document)
+    if fmt == "neuronpedia":
+        completion = completion_of(trace)
+        return hif.to_neuronpedia_graph(
+            document, slug=trace.trace_id, prompt=completion.prompt, prompt_tokens=completion.prompt_tokens
+        )
+    return document

@@ -1,0 +1,24 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from explainer.models import Scope, Tenant
+from explainer.services import api_key_create, tenant_create
+
+
+class Command(BaseCommand):
+    help = "Create a tenant (or reuse an existing one) and print a new API key once; the key is stored hashed."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug")
+        parser.add_argument("--name", default="")
+        parser.add_argument("--scopes", default=",".join(Scope.values),
+                            help=f"comma-separated, from {Scope.values} (default: both)")
+
+    def handle(self, *args, slug: str, name: str, scopes: str, **options):
+        wanted = [s.strip() for s in scopes.split(",") if s.strip()]
+        tenant = Tenant.objects.filter(slug=slug).first() or tenant_create(slug=slug, name=name)
+        try:
+            _, key = api_key_create(tenant=tenant, scopes=wanted)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        self.stderr.write(f"tenant '{tenant.slug}', scopes {wanted}; this key is shown once:")
+        self.stdout.write(key)

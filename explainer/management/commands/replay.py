@@ -1,0 +1,66 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from explainer.models import Tenant
+from explainer.replay import http_sender, read_events, send_in_process, wait_for
+from explainer.services import dead_letters_replay
+
+
+class Command(BaseCommand):
+    help = ("Send recorded /ingest events (JSONL, one event per line, optional \"tenant\" key) through the ingest "
+            "path, in process or over HTTP with --url; or re-run dead-lettered traces with --dead-letters.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("files", nargs="*", type=Path)
+        parser.add_argument("--tenant", help="tenant slug for lines without a \"tenant\" key")
+        parser.add_argument("--url", help="post over HTTP to this base URL instead of in process")
+        parser.add_argument("--api-key", help="API key for --url")
+        parser.add_argument("--wait", action="store_true", help="wait for terminal states and print a summary")
+        parser.add_argument("--timeout", type=float, default=300.0)
+        parser.add_argument("--dead-letters", action="store_true", help="re-run traces in the dead-letter table")
+
+    def handle(self, *args, files, tenant, url, api_key, wait, timeout, dead_letters, **options):
+        console = Console(stderr=True)
+        if dead_letters:
+            replayed = dead_letters_replay()
+            self.stdout.write(f"re-running {len(replayed)} dead-lettered traces")
+            for letter in replayed:
+                self.stdout.write(f"  {letter.trace.tenant.slug}/{letter.trace.trace_id} (failed at "
+                                  f"{letter.stage or '?'}: {letter.reason[:120]})")
+            return
+        if not files:
+            raise CommandError("give one or more JSONL files, or --dead-letters")
+        if url and not api_key:
+            raise CommandError("--url needs --api-key")
+        if not tenant:
+            raise CommandError("--tenant is required (the tenant whose traces these are)")
+        if not Tenant.objects.filter(slug=tenant).exists():
+            raise CommandError(f"no tenant '{tenant}'; create it with `manage.py create_tenant {tenant}`")
+        events = list(read_events(files))
+        send = http_sender(url, api_key) if url else (lambda event: send_in_process(event, tenant))
+        trace_ids = list(dict.fromkeys(e.body.get("trace_id") for e in events))
+        with Progress(console=console, transient=False) as progress:
+            task = progress.add_task("sending events", total=len(events))
+            for event in events:
+                try:
+                    send(event)
+                except Exception as exc:  # noqa: BLE001 - report which line failed and why
+                    raise CommandError(f"{event.source}: {exc}") from None
+                progress.advance(task)
+        self.stdout.write(f"sent {len(events)} events for {len(trace_ids)} traces")
+        if not wait:
+            return
+        with Progress(console=console) as progress:
+            task = progress.add_task("explaining", total=len(trace_ids))
+            outcomes = wait_for(tenant, trace_ids, timeout, lambda done: progress.update(task, completed=done))
+        table = Table("trace", "status", "nodes", "incidences", "seconds")
+        for o in outcomes:
+            table.add_row(o.trace_id, o.status, str(o.nodes or "-"), str(o.incidences or "-"),
+                          f"{o.seconds:.2f}" if o.seconds is not None else "-")
+        Console().print(table)
+        if any(o.status != "complete" for o in outcomes):
+            raise CommandError("not every trace completed")

@@ -1,0 +1,159 @@
+"""State of the explainer: tenants, keys, traces and everything that happens to a trace.
+
+The database is the source of truth. Status transitions are conditional UPDATEs (see `services.py`), so a stage that
+lost a race, or belongs to a superseded run, changes nothing.
+"""
+from __future__ import annotations
+
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from rest_framework_api_key.models import AbstractAPIKey
+
+
+class Tenant(models.Model):
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Scope(models.TextChoices):
+    TRACES_WRITE = "traces:write"
+    TRACES_READ = "traces:read"
+
+
+class ApiKey(AbstractAPIKey):
+    """A hashed (SHA-512), revocable key that belongs to one tenant and carries scopes."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    scopes = models.JSONField(default=list)
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "API key"
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+class TraceStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+TERMINAL_STATUSES = (TraceStatus.COMPLETE, TraceStatus.FAILED, TraceStatus.CANCELED)
+ACTIVE_STATUSES = (TraceStatus.QUEUED, TraceStatus.RUNNING)
+
+
+class Granularity(models.TextChoices):
+    SENTENCE = "sentence"
+    TOKEN = "token"
+
+
+class Stage(models.TextChoices):
+    LOAD = "load"
+    SAE_DECODE = "sae_decode"
+    ATTRIBUTE = "attribute"
+    BUILD = "build"
+    PERSIST = "persist"
+
+
+class Trace(models.Model):
+    """One model response being explained.
+
+    A trace is `queued` from its first event; `finalized_at` marks the moment it stopped accepting events and was
+    handed to the chain. `run_id` names the current chain run: a reconcile or a replay starts a new run, and tasks of
+    the old run then find nothing to claim.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="traces")
+    trace_id = models.CharField(max_length=128)
+    status = models.CharField(max_length=16, choices=TraceStatus.choices, default=TraceStatus.QUEUED)
+    stage = models.CharField(max_length=16, choices=Stage.choices, blank=True)
+    granularity = models.CharField(max_length=16, choices=Granularity.choices, default=Granularity.SENTENCE)
+    model_name = models.CharField(max_length=200, blank=True)
+    model_hash = models.CharField(max_length=128, blank=True)
+    run_id = models.UUIDField(null=True, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "trace_id"], name="trace_unique_per_tenant")]
+        indexes = [models.Index(fields=["status", "updated"])]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}/{self.trace_id}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            stored = Trace.objects.filter(pk=self.pk).values_list("tenant_id", flat=True).first()
+            if stored is not None and stored != self.tenant_id:
+                raise ValidationError("A trace's tenant can never change.")
+        super().save(*args, **kwargs)
+
+
+class TraceEvent(models.Model):
+    """An accepted event exactly as received; stored before the request is acknowledged."""
+
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="events")
+    event_type = models.CharField(max_length=16)
+    event_hash = models.CharField(max_length=64)
+    granularity = models.CharField(max_length=16, blank=True)
+    payload = models.JSONField()
+    received = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["trace", "event_hash"], name="event_unique_per_trace")]
+        ordering = ["id"]
+
+
+class Explanation(models.Model):
+    """The stored HIF document of a complete trace (JSONB on PostgreSQL); one per trace, upserted."""
+
+    trace = models.OneToOneField(Trace, on_delete=models.CASCADE, related_name="explanation")
+    document = models.JSONField()
+    size_bytes = models.PositiveIntegerField()
+    node_count = models.PositiveIntegerField()
+    incidence_count = models.PositiveIntegerField()
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+
+class Outbox(models.Model):
+    """A chain run to publish; written in the accept transaction and published after commit (or by the sweeper)."""
+
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="outbox")
+    run_id = models.UUIDField(default=uuid.uuid4)
+    created = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["published_at", "created"])]
+
+
+class DeadLetter(models.Model):
+    """A trace run that failed for good: what failed, where, and whether somebody re-ran it."""
+
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="dead_letters")
+    run_id = models.UUIDField(null=True, blank=True)
+    stage = models.CharField(max_length=16, blank=True)
+    reason = models.TextField()
+    created = models.DateTimeField(auto_now_add=True)
+    replayed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]

@@ -1,0 +1,225 @@
+"""The chain's stage functions: load → SAE decode → attribute → prune and build → persist.
+
+Each stage reads its inputs from the artifact store, calls one of the pure libraries (`sae`, `attribution`, `hif`)
+and writes its outputs back, so a stage can be re-run after a crash with the same result. `PipelineError` (and the
+libraries' own input errors) are permanent: the trace fails with the message, the worker carries on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import redis
+from django.conf import settings
+
+import attribution
+import hif
+import sae
+from ingest.activations import decode_inline_activations
+from ingest.hooks import ShardsMissing, read_shards
+
+from . import services
+from .artifacts import ArtifactStore
+from .models import Trace
+from .text import sentence_windows
+from .trace_data import activation_payloads, completion_of
+
+
+class PipelineError(Exception):
+    """A problem with the trace's own data or its dictionary; retrying cannot fix it."""
+
+
+@cache
+def artifact_store() -> ArtifactStore:
+    return ArtifactStore(settings.ARTIFACT_ROOT)
+
+
+@cache
+def sae_service() -> "sae.SAEDecodeService":
+    """The worker's decode service, pointed at the configured dictionary set."""
+    config = sae.SAEConfig.from_env()
+    return sae.SAEDecodeService(replace(config, dict_root=settings.DICT_ROOT, dict_name=settings.DICT_NAME))
+
+
+@cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+# --- load ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerRows:
+    """Activation rows of one layer placed at absolute positions (token_offset applied)."""
+
+    positions: np.ndarray  # [N] int64
+    rows: np.ndarray  # [N, d] float32
+
+
+def _rows_of(payload: dict) -> dict[int, LayerRows]:
+    offset = int(payload.get("token_offset", 0))
+    if "data" in payload:
+        rows = decode_inline_activations(payload)
+        return {int(payload["layer"]): LayerRows(offset + np.arange(len(rows)), rows)}
+    try:
+        shards = read_shards(_redis(), payload["shards"])
+    except ShardsMissing as exc:
+        raise PipelineError(f"activation shards expired or missing in Redis: {exc}") from None
+    return {layer: LayerRows(offset + idx.astype(np.int64), rows) for layer, (idx, rows) in shards.items()}
+
+
+def _stitch(layer: int, parts: list[LayerRows]) -> np.ndarray:
+    """Join a layer's parts into one `[P, d]` array, refusing gaps and mismatched widths."""
+    widths = {p.rows.shape[1] for p in parts}
+    if len(widths) != 1:
+        raise PipelineError(f"layer {layer}: activation width differs between events: {sorted(widths)}")
+    positions = np.concatenate([p.positions for p in parts])
+    rows = np.concatenate([p.rows for p in parts])
+    count = int(positions.max()) + 1
+    stitched = np.zeros((count, widths.pop()), dtype=np.float32)
+    covered = np.zeros(count, dtype=bool)
+    stitched[positions] = rows
+    covered[positions] = True
+    if not covered.all():
+        missing = np.flatnonzero(~covered)
+        raise PipelineError(f"layer {layer}: no activations for positions {missing[:10].tolist()}")
+    return stitched
+
+
+def load_stage(trace: Trace, store: ArtifactStore) -> None:
+    completion = completion_of(trace)
+    if not completion.text and not completion.tokens:
+        raise PipelineError("the trace has no completion event (model output text)")
+    payloads = activation_payloads(trace)
+    if not payloads:
+        raise PipelineError("the trace has no activations events")
+    parts: dict[int, list[LayerRows]] = {}
+    for payload in payloads:
+        for layer, rows in _rows_of(payload).items():
+            parts.setdefault(layer, []).append(rows)
+    layers = {layer: _stitch(layer, rows) for layer, rows in sorted(parts.items())}
+    positions = {a.shape[0] for a in layers.values()}
+    if len(positions) != 1:
+        raise PipelineError(f"layers cover different numbers of positions: "
+                            f"{ {layer: a.shape[0] for layer, a in layers.items()} }")
+    count = positions.pop()
+    tokens = [completion.tokens[i] if i < len(completion.tokens) else f"<{i}>" for i in range(count)]
+    token_ids = completion.token_ids[:count] if completion.token_ids and len(completion.token_ids) >= count else None
+    conventions = {p["convention"] for p in payloads if p.get("convention")}
+    store.save_arrays(trace.pk, "acts", {f"layer_{layer}": a for layer, a in layers.items()})
+    store.save_json(trace.pk, "trace", {
+        "tokens": tokens,
+        "token_ids": token_ids,
+        "windows": sentence_windows(tokens, count),
+        "layers": sorted(layers),
+        "convention": conventions.pop() if len(conventions) == 1 else None,
+    })
+
+
+# --- SAE decode ----------------------------------------------------------------------------------------
+
+def _layer_arrays(arrays: dict[str, np.ndarray], prefix: str) -> dict[int, np.ndarray]:
+    return {int(k.removeprefix(prefix)): v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def sae_decode_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeService") -> None:
+    info = store.load_json(trace.pk, "trace")
+    acts = _layer_arrays(store.load_arrays(trace.pk, "acts"), "layer_")
+    features: dict[str, np.ndarray] = {}
+    dictionaries = {}
+    for layer, rows in sorted(acts.items()):
+        dictionary = service.dictionary(layer)
+        mismatch = sae.check_convention(dictionary, info["convention"]) if info["convention"] else None
+        if mismatch:
+            raise PipelineError(f"layer {layer}: {mismatch}")
+        result = service.decode(layer, rows)
+        features[f"idx_{layer}"] = result.indices.astype(np.int64)
+        features[f"val_{layer}"] = result.values.astype(np.float32)
+        dictionaries[str(layer)] = {"folder": str(dictionary.folder), "format": dictionary.format,
+                                    "architecture": dictionary.architecture, "device": result.device}
+    store.save_arrays(trace.pk, "features", features)
+    store.save_json(trace.pk, "dictionaries", dictionaries)
+
+
+# --- attribute -----------------------------------------------------------------------------------------
+
+def _feature_nodes(layers: list["attribution.LayerFeatures"], incidences: list[dict],
+                   labels: dict[int, dict[int, str]]) -> list[dict]:
+    """One node per feature some incidence references, with its label and peak activation in this trace."""
+    referenced = {nid for inc in incidences for nid in inc["node_ids"] if nid.startswith("feat_")}
+    nodes = []
+    for lf in layers:
+        flat_idx, flat_val = lf.indices.ravel(), lf.values.ravel()
+        peak = np.zeros(int(flat_idx.max()) + 1 if flat_idx.size else 0, dtype=np.float32)
+        np.maximum.at(peak, flat_idx, flat_val)
+        for index in np.unique(flat_idx[flat_val > 0]).tolist():
+            node_id = f"feat_{lf.layer}_{index}"
+            if node_id in referenced:
+                nodes.append({
+                    "id": node_id, "type": "sae_feature", "layer": lf.layer,
+                    "label": labels.get(lf.layer, {}).get(index, f"L{lf.layer} feature {index}"),
+                    "activation_strength": float(peak[index]),
+                    "attributes": {"feature_index": index},
+                })
+    return nodes
+
+
+def attribute_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeService") -> None:
+    info = store.load_json(trace.pk, "trace")
+    acts = _layer_arrays(store.load_arrays(trace.pk, "acts"), "layer_")
+    features = store.load_arrays(trace.pk, "features")
+    layers, labels, unembedding = [], {}, None
+    for layer, rows in sorted(acts.items()):
+        dictionary = service.dictionary(layer)
+        layers.append(attribution.LayerFeatures(
+            layer=layer, acts=rows, indices=features[f"idx_{layer}"], values=features[f"val_{layer}"],
+            W_dec=dictionary.W_dec, b_dec=dictionary.b_dec,
+        ))
+        labels[layer] = sae.load_labels(dictionary.folder)
+        unembedding = unembedding or _unembedding_near(Path(dictionary.folder))
+    result = attribution.attribute(
+        layers, granularity=trace.granularity, windows=[tuple(w) for w in info["windows"]],
+        token_ids=info["token_ids"], unembedding=unembedding, config=attribution.AttributionConfig.from_env(),
+    )
+    token_nodes = [{"id": f"token_out_{i}", "type": "output_token", "label": tok, "position": i}
+                   for i, tok in enumerate(info["tokens"])]
+    store.save_json(trace.pk, "attribution", {
+        "nodes": _feature_nodes(layers, result.incidences, labels) + token_nodes,
+        "incidences": result.incidences,
+        "method": result.method, "value": result.value, "fell_back": result.fell_back, "reason": result.reason,
+    })
+
+
+def _unembedding_near(layer_folder: Path) -> "attribution.Unembedding | None":
+    """The model's unembedding, from the layer folder or the dictionary set's folder above it."""
+    return attribution.load_unembedding(layer_folder) or attribution.load_unembedding(layer_folder.parent)
+
+
+# --- prune and build, persist -------------------------------------------------------------------------
+
+def build_stage(trace: Trace, store: ArtifactStore) -> None:
+    graph = store.load_json(trace.pk, "attribution")
+    dictionaries = store.load_json(trace.pk, "dictionaries")
+    meta = {
+        "model_name": trace.model_name,
+        "model_hash": trace.model_hash,
+        "sae_dictionary": settings.DICT_NAME if not dictionaries else
+        ",".join(sorted({Path(d["folder"]).parent.name for d in dictionaries.values()})),
+        "granularity": trace.granularity,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    document = hif.build_hif(graph["nodes"], graph["incidences"], meta, hif.HypergraphConfig.from_env())
+    errors = hif.validate_hif(document)
+    if errors:
+        raise PipelineError("built graph is not valid HIF v1: " + "; ".join(errors[:5]))
+    store.save_json(trace.pk, "graph", document)
+
+
+def persist_stage(trace: Trace, store: ArtifactStore, run_id: str) -> None:
+    document = store.load_json(trace.pk, "graph")
+    size = len(hif.dumps_canonical(document))
+    services.trace_complete(trace_pk=trace.pk, run_id=run_id, document=document, size_bytes=size)
+    store.delete(trace.pk)

@@ -1,0 +1,227 @@
+"""POST /ingest: every malformed-input class gets its 4xx, duplicates do no duplicate work, outages are 503s."""
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import redis
+from django.test import override_settings
+
+from explainer.models import Outbox, Trace, TraceEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def _f16(array) -> str:
+    return base64.b64encode(np.asarray(array, dtype="<f2").tobytes()).decode()
+
+
+def completion(trace_id="t-1", **payload):
+    return {"trace_id": trace_id, "event_type": "completion",
+            "payload": {"model": "m", "text": "Hello world.", **payload}}
+
+
+def activations(trace_id="t-1", rows=2, dim=4, **overrides):
+    payload = {"layer": 3, "encoding": "f16-base64", "shape": [rows, dim],
+               "data": _f16(np.ones((rows, dim)))}
+    payload.update(overrides)
+    return {"trace_id": trace_id, "event_type": "activations", "payload": payload}
+
+
+def finalize(trace_id="t-1"):
+    return {"trace_id": trace_id, "event_type": "finalize", "payload": {}}
+
+
+def post(client, body, raw: bool = False):
+    data = body if raw else json.dumps(body)
+    return client.post("/ingest", data=data, content_type="application/json")
+
+
+@pytest.fixture
+def writer(alice, client_for, redis_flush):
+    return client_for(alice[1])
+
+
+def test_accepts_each_event_type_with_202_and_status_url(writer):
+    for body in (completion(), activations(), finalize()):
+        response = post(writer, body)
+        assert response.status_code == 202, response.content
+    assert response.json()["trace_id"] == "t-1"
+    assert response.json()["status"] == "queued"
+    assert response.json()["status_url"].endswith("/v1/traces/t-1")
+    assert TraceEvent.objects.filter(trace__trace_id="t-1").count() == 3
+
+
+def test_x_api_key_header_is_accepted(alice, client_for, redis_flush):
+    assert post(client_for(alice[1], header="x-api-key"), completion()).status_code == 202
+
+
+def test_json_encoded_activations_are_accepted(writer):
+    body = activations(encoding="json", data=[[0.5, 1, 2, 3], [4, 5, 6, 7.25]])
+    assert post(writer, body).status_code == 202
+
+
+@pytest.mark.parametrize("body, path", [
+    (b"{not json", ""),
+    (b'{"trace_id": "t", "event_type": "finalize", "payload": {}, "x": NaN}', ""),
+    (b"\xff\xfe", ""),
+    (b"[]", ""),
+])
+def test_malformed_json_is_400(writer, body, path):
+    response = post(writer, body, raw=True)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["path"] == path
+
+
+@pytest.mark.parametrize("body, path", [
+    ({"event_type": "finalize", "payload": {}}, ""),
+    ({**finalize(), "trace_id": ""}, "trace_id"),
+    ({**finalize(), "trace_id": "has space"}, "trace_id"),
+    ({**finalize(), "trace_id": "x" * 129}, "trace_id"),
+    ({**finalize(), "event_type": "explode"}, "event_type"),
+    ({**finalize(), "granularity": "paragraph"}, "granularity"),
+    ({**finalize(), "payload": []}, "payload"),
+    ({**finalize(), "extra": 1}, ""),
+    ({"trace_id": "t", "event_type": "completion", "payload": {"model": "m"}}, "payload"),
+    (completion(tokens="not-a-list"), "payload.tokens"),
+    (completion(final="yes"), "payload.final"),
+])
+def test_schema_violations_are_400_with_path(writer, body, path):
+    response = post(writer, body)
+    assert response.status_code == 400, response.content
+    assert path in [e["path"] for e in response.json()["errors"]]
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"data": _f16(np.ones(7))}, "do not match shape"),
+    ({"data": "!!!not base64!!!"}, "invalid base64"),
+    ({"data": _f16([[np.nan, 1, 1, 1], [1, 1, 1, 1]])}, "NaN or Inf"),
+    ({"data": _f16([[np.inf, 1, 1, 1], [1, 1, 1, 1]])}, "NaN or Inf"),
+    ({"encoding": "json", "data": [[1, 2, 3, 4], [1, 2, 3]]}, "rectangular"),
+    ({"encoding": "json", "data": [["a", "b", "c", "d"], ["a", "b", "c", "d"]]}, "numbers only"),
+    ({"encoding": "json", "data": [[True, False, True, False], [True, False, True, False]]}, "numbers only"),
+    ({"encoding": "json", "data": [[1, 2, 3, 4]]}, "declared"),
+    ({"encoding": "json", "data": "abc"}, "nested lists"),
+    ({"encoding": "f16-base64", "data": [[1.0]]}, "base64 string"),
+    ({"shape": [2]}, "too short"),
+    ({"shape": [0, 4]}, "less than the minimum"),
+    ({"encoding": "f32"}, "is not one of"),
+    ({"shards": ["activations:t-1:3:0"]}, "not both"),
+])
+def test_bad_activation_arrays_are_400(writer, overrides, fragment):
+    response = post(writer, activations(**overrides))
+    assert response.status_code == 400, response.content
+    assert any(fragment in e["message"] for e in response.json()["errors"]), response.json()
+
+
+def test_activations_with_neither_data_nor_shards_is_400(writer):
+    response = post(writer, {"trace_id": "t", "event_type": "activations", "payload": {"layer": 1}})
+    assert response.status_code == 400
+
+
+def test_shards_envelope_is_accepted(writer):
+    envelope = {"trace_id": "t-1", "model_name": "m", "model_hash": "h", "layers": [3], "tokens": 4,
+                "shards": ["activations:t-1:3:0"], "dropped": 0, "compress": "json", "summary": "dense",
+                "d_model": 4, "hook_point": "resid_post", "convention": "hf_raw"}
+    assert post(writer, {"trace_id": "t-1", "event_type": "activations", "payload": envelope}).status_code == 202
+
+
+def test_body_over_the_limit_is_413(writer):
+    with override_settings(INGEST_MAX_BODY_BYTES=1000):
+        response = post(writer, activations(rows=64, dim=64))
+    assert response.status_code == 413
+    assert "exceeds the limit" in response.json()["errors"][0]["message"]
+    assert not Trace.objects.exists()
+
+
+def test_identical_event_resent_is_acknowledged_without_duplicate_work(writer, django_capture_on_commit_callbacks,
+                                                                      redis_flush):
+    post(writer, completion())
+    with django_capture_on_commit_callbacks(execute=True):
+        first = post(writer, finalize())
+    with django_capture_on_commit_callbacks(execute=True):
+        second = post(writer, finalize())
+    assert first.status_code == second.status_code == 202
+    assert TraceEvent.objects.filter(event_type="finalize").count() == 1
+    assert Outbox.objects.count() == 1
+    assert Outbox.objects.get().published_at is not None
+    assert redis_flush.llen("default") == 1  # one chain message on the broker
+
+
+def test_new_event_for_a_finalized_trace_is_409(writer):
+    post(writer, completion())
+    post(writer, finalize())
+    response = post(writer, activations())
+    assert response.status_code == 409
+    assert "accepts no more events" in response.json()["errors"][0]["message"]
+
+
+def test_completion_with_final_true_finalizes(writer):
+    response = post(writer, completion(final=True))
+    assert response.status_code == 202
+    assert Trace.objects.get().finalized_at is not None
+    assert Outbox.objects.count() == 1
+
+
+def test_missing_key_is_401_with_challenge(client_for):
+    response = post(client_for(None), finalize())
+    assert response.status_code == 401
+    assert "Api-Key" in response["WWW-Authenticate"]
+
+
+def test_unknown_or_revoked_key_is_401(alice, client_for):
+    assert post(client_for("nope.nope"), finalize()).status_code == 401
+    tenant, key = alice
+    tenant.api_keys.update(revoked=True)
+    assert post(client_for(key), finalize()).status_code == 401
+
+
+def test_key_without_write_scope_is_403(charlie, client_for):
+    response = post(client_for(charlie[1]), finalize())
+    assert response.status_code == 403
+    assert "traces:write" in response.json()["errors"][0]["message"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server to start and stop")
+def test_redis_stopped_is_503_with_retry_after_and_no_rows(alice, client_for):
+    """A real Redis server is started for this test, then shut down: the next request must write nothing."""
+    from ingest import services
+
+    port = _free_port()
+    subprocess.run(["redis-server", "--daemonize", "yes", "--port", str(port), "--bind", "127.0.0.1",
+                    "--save", "", "--appendonly", "no"], check=True, stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(50):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    writer = client_for(alice[1])
+    with override_settings(REDIS_URL=url):
+        services._redis.cache_clear()
+        try:
+            assert post(writer, completion("up")).status_code == 202
+            client.shutdown(nosave=True)
+            before = (Trace.objects.count(), TraceEvent.objects.count(), Outbox.objects.count())
+            response = post(writer, completion("down", final=True))
+            after = (Trace.objects.count(), TraceEvent.objects.count(), Outbox.objects.count())
+        finally:
+            services._redis.cache_clear()
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert before == after
+    assert not Trace.objects.filter(trace_id="down").exists()

@@ -1,0 +1,67 @@
+"""Shared fixtures: Alice/Bob/Charlie tenants with keys, API clients, and Redis on a test database number."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("DEV_MODE", "1")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def make_tenant(db):
+    from explainer.models import Scope
+    from explainer.services import api_key_create, tenant_create
+
+    def make(slug: str, scopes=(Scope.TRACES_WRITE, Scope.TRACES_READ)):
+        tenant = tenant_create(slug=slug)
+        _, key = api_key_create(tenant=tenant, scopes=scopes)
+        return tenant, key
+
+    return make
+
+
+@pytest.fixture
+def alice(make_tenant):
+    return make_tenant("alice")
+
+
+@pytest.fixture
+def bob(make_tenant):
+    return make_tenant("bob")
+
+
+@pytest.fixture
+def charlie(make_tenant):
+    """Charlie may read but not write."""
+    from explainer.models import Scope
+
+    return make_tenant("charlie", scopes=(Scope.TRACES_READ,))
+
+
+@pytest.fixture
+def client_for():
+    from rest_framework.test import APIClient
+
+    def make(key: str | None, header: str = "authorization") -> APIClient:
+        client = APIClient()
+        if key is not None and header == "authorization":
+            client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+        elif key is not None:
+            client.credentials(HTTP_X_API_KEY=key)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def redis_flush():
+    """Empty the test Redis database (broker queues included) before and after a test."""
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
