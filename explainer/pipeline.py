@@ -45,6 +45,16 @@ def sae_service() -> "sae.SAEDecodeService":
 
 
 @cache
+def attribution_config() -> "attribution.AttributionConfig":
+    return attribution.AttributionConfig.from_env()
+
+
+@cache
+def hypergraph_config() -> "hif.HypergraphConfig":
+    return hif.HypergraphConfig.from_env()
+
+
+@cache
 def _redis() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
 
@@ -182,7 +192,7 @@ def attribute_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeS
         unembedding = unembedding or _unembedding_near(Path(dictionary.folder))
     result = attribution.attribute(
         layers, granularity=trace.granularity, windows=[tuple(w) for w in info["windows"]],
-        token_ids=info["token_ids"], unembedding=unembedding, config=attribution.AttributionConfig.from_env(),
+        token_ids=info["token_ids"], unembedding=unembedding, config=attribution_config(),
     )
     token_nodes = [{"id": f"token_out_{i}", "type": "output_token", "label": tok, "position": i}
                    for i, tok in enumerate(info["tokens"])]
@@ -211,7 +221,7 @@ def build_stage(trace: Trace, store: ArtifactStore) -> None:
         "granularity": trace.granularity,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    document = hif.build_hif(graph["nodes"], graph["incidences"], meta, hif.HypergraphConfig.from_env())
+    document = hif.build_hif(graph["nodes"], graph["incidences"], meta, hypergraph_config())
     errors = hif.validate_hif(document)
     if errors:
         raise PipelineError("built graph is not valid HIF v1: " + "; ".join(errors[:5]))

@@ -57,7 +57,8 @@ def write_dictionary(dict_root: Path, name: str = "sample", seed: int = 0) -> Pa
     dictionary = make_dictionary(seed)
     folder = Path(dict_root) / name / f"layer_{LAYER}"
     write_saelens_dictionary(folder, dictionary.W_enc, dictionary.b_enc, dictionary.W_dec, dictionary.b_dec,
-                             cfg_overrides={"hook_name": f"blocks.{LAYER}.hook_resid_post"})
+                             cfg_overrides={"hook_name": f"blocks.{LAYER}.hook_resid_post",
+                                           "activation_convention": "hf_raw"})
     (folder / "labels.json").write_text(json.dumps({str(k): v for k, v in dictionary.labels.items()}))
     return folder
 

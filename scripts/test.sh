@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command: install, make sure PostgreSQL and Redis run, and run the whole suite against PostgreSQL
+# (the end-to-end tests start a live server and a real Celery worker process themselves).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh dev,model
+bash scripts/services.sh
+export DEV_MODE=1
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/15}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+exec "${VENV:-.venv}/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,107 @@
+"""End-to-end fixtures: a live HTTP server (pytest-django) and a real Celery worker process on the test database."""
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from explainer import processes
+
+WORKER_READY_TIMEOUT_S = 60
+
+
+def _database_url(settings_dict: dict) -> str:
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = settings_dict.get("USER") or "postgres"
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{user}@{host}:{port}/{settings_dict['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def e2e_dirs(tmp_path_factory) -> dict[str, Path]:
+    from explainer.samples import write_dictionary
+
+    root = tmp_path_factory.mktemp("e2e")
+    dirs = {"dict_root": root / "dicts", "artifacts": root / "artifacts", "log": root / "worker.log"}
+    write_dictionary(dirs["dict_root"], name="sample")
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs):
+    """A separate worker process (threads pool, both queues) explaining traces over the real Redis broker."""
+    import redis
+    from django.conf import settings
+    from django.db import connection
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    env = {
+        "DATABASE_URL": _database_url(connection.settings_dict),
+        "REDIS_URL": settings.REDIS_URL,
+        "DICT_ROOT": str(e2e_dirs["dict_root"]),
+        "DICT_NAME": "sample",
+        "ARTIFACT_ROOT": str(e2e_dirs["artifacts"]),
+        "DEV_MODE": "1",
+        "TASK_MAX_RETRIES": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    worker = processes.start_worker(e2e_dirs["log"], env=env, beat=False, concurrency=2)
+    deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
+    while b" ready." not in (e2e_dirs["log"].read_bytes() if e2e_dirs["log"].exists() else b""):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            processes.stop(worker)
+            pytest.fail("Celery worker did not start:\n" + e2e_dirs["log"].read_text()[-4000:])
+        time.sleep(0.2)
+    yield worker
+    processes.stop(worker)
+
+
+class Http:
+    """A tiny JSON-over-HTTP client for the live server, so the tests speak to it exactly as a client would."""
+
+    def __init__(self, base_url: str, key: str) -> None:
+        self.base_url, self.key = base_url, key
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method=method,
+                                         headers={"X-API-Key": self.key, "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    def post(self, body: dict) -> tuple[int, dict]:
+        return self.request("POST", "/ingest", body)
+
+    def get(self, path: str) -> tuple[int, dict]:
+        return self.request("GET", path)
+
+    def wait_terminal(self, trace_id: str, timeout_s: float = 90.0) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            _, body = self.get(f"/v1/traces/{trace_id}")
+            if body.get("status") in ("complete", "failed", "canceled"):
+                return body
+            time.sleep(0.3)
+        raise AssertionError(f"trace {trace_id} not finished after {timeout_s}s: {body}")
+
+
+@pytest.fixture
+def http(live_server, celery_worker_process, transactional_db, make_tenant) -> Http:
+    _, key = make_tenant("alice")
+    return Http(live_server.url, key)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/e2e/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.e2e)
