@@ -99,6 +99,17 @@ def _stitch(layer: int, parts: list[LayerRows]) -> np.ndarray:
     return stitched
 
 
+def _logit_targets(token_ids: list[int] | None, count: int) -> list[int] | None:
+    """The vocabulary id the model emitted after each of `count` positions.
+
+    A causal LM's `generate` gives one id per position plus the last generated token, which is never fed back: then
+    row p's target is `token_ids[p + 1]`. With exactly one id per row the client aligned them already.
+    """
+    if not token_ids or len(token_ids) < count:
+        return None
+    return token_ids[1:count + 1] if len(token_ids) > count else token_ids
+
+
 def load_stage(trace: Trace, store: ArtifactStore) -> None:
     completion = completion_of(trace)
     if not completion.text and not completion.tokens:
@@ -117,7 +128,7 @@ def load_stage(trace: Trace, store: ArtifactStore) -> None:
                             f"{ {layer: a.shape[0] for layer, a in layers.items()} }")
     count = positions.pop()
     tokens = [completion.tokens[i] if i < len(completion.tokens) else f"<{i}>" for i in range(count)]
-    token_ids = completion.token_ids[:count] if completion.token_ids and len(completion.token_ids) >= count else None
+    token_ids = _logit_targets(completion.token_ids, count)
     conventions = {p["convention"] for p in payloads if p.get("convention")}
     store.save_arrays(trace.pk, "acts", {f"layer_{layer}": a for layer, a in layers.items()})
     store.save_json(trace.pk, "trace", {

@@ -43,7 +43,13 @@ def http_sender(base_url: str, api_key: str) -> Callable[[RecordedEvent], str]:
     from ingest.client import IngestClient
 
     client = IngestClient(base_url, api_key)
-    return lambda event: client.post_event(event.body)["status"]
+
+    def send(event: RecordedEvent) -> str:
+        body = event.body
+        return client.post_event(body["trace_id"], body["event_type"], body["payload"],
+                                 granularity=body.get("granularity"))["status"]
+
+    return send
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,30 @@
+"""`python manage.py label_features`: label each feature of a trained dictionary from its top-activating contexts
+(writes labels.json beside it). All the work is in `sae.labeling`; this only maps options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from sae.config import SAEConfig
+from sae.labeling import LabelConfig, label_features
+
+
+class Command(BaseCommand):
+    help = "Write labels.json ('Namespace: detail' per feature) for a dictionary trained by train_sae."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        d = LabelConfig()
+        parser.add_argument("--name", default=d.name)
+        parser.add_argument("--layer", type=int, default=d.layer)
+        parser.add_argument("--tokens", type=int, default=d.max_tokens, help="corpus tokens to scan")
+        parser.add_argument("--top", type=int, default=d.top_contexts, help="contexts kept per feature")
+        parser.add_argument("--dict-root", default=None, help="default: DICT_ROOT")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args: object, **opts: object) -> None:
+        root = Path(opts["dict_root"] or SAEConfig.from_env().dict_root)
+        cfg = LabelConfig(dict_root=root, name=opts["name"], layer=opts["layer"], max_tokens=opts["tokens"],
+                          top_contexts=opts["top"])
+        label_features(cfg, show_progress=not opts["no_progress"], echo=self.stdout.write)

@@ -1,0 +1,41 @@
+"""`python manage.py train_sae`: train a TopK SAE on MiniLM-L6 activations and save it under DICT_ROOT (SAELens
+format). All the work is in `sae.training`; this only maps options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from sae.config import SAEConfig
+from sae.training import TrainConfig, train
+
+
+class Command(BaseCommand):
+    help = "Train a TopK SAE on MiniLM-L6 activations over CPython's pydoc topics (offline, seeded)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        d = TrainConfig()
+        parser.add_argument("--name", default=d.name, help="dictionary name under DICT_ROOT (default %(default)s)")
+        parser.add_argument("--layer", type=int, default=d.layer, help="encoder layer 0-5 (default %(default)s)")
+        parser.add_argument("--d-sae", type=int, default=d.d_sae)
+        parser.add_argument("--k", type=int, default=d.k)
+        parser.add_argument("--tokens", type=int, default=d.max_tokens, help="corpus tokens to capture")
+        parser.add_argument("--steps", type=int, default=d.steps)
+        parser.add_argument("--batch-size", type=int, default=d.batch_size)
+        parser.add_argument("--lr", type=float, default=d.lr)
+        parser.add_argument("--seed", type=int, default=d.seed)
+        parser.add_argument("--dict-root", default=None, help="default: DICT_ROOT")
+        parser.add_argument("--tiny", action="store_true", help="seconds-long configuration (tests, smoke runs)")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args: object, **opts: object) -> None:
+        root = Path(opts["dict_root"] or SAEConfig.from_env().dict_root)
+        fields = dict(name=opts["name"], layer=opts["layer"], d_sae=opts["d_sae"], k=opts["k"],
+                      max_tokens=opts["tokens"], steps=opts["steps"], batch_size=opts["batch_size"], lr=opts["lr"],
+                      seed=opts["seed"])
+        if opts["tiny"]:
+            cfg = TrainConfig.tiny(root, name=opts["name"], layer=opts["layer"], seed=opts["seed"])
+        else:
+            cfg = TrainConfig(dict_root=root, **fields)
+        train(cfg, show_progress=not opts["no_progress"], echo=self.stdout.write)
