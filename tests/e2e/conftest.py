@@ -34,9 +34,12 @@ def e2e_dirs(tmp_path_factory) -> dict[str, Path]:
     return dirs
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs):
-    """A separate worker process (threads pool, both queues) explaining traces over the real Redis broker."""
+    """A separate worker process (threads pool, both queues) explaining traces over the real Redis broker.
+
+    Package-scoped: it stops when the end-to-end tests are done, so it never consumes other tests' broker messages.
+    """
     import redis
     from django.conf import settings
     from django.db import connection
