@@ -1,0 +1,228 @@
+"""Sentence attribution, ACDC-style: ablate small groups of features from the full set and measure the value's drop.
+
+For a window (its positions' mean value) and the set N of features active anywhere in it, each round gives every
+feature f one test: a group R ∋ f of 1–3 features is removed and f's effect in that test is
+δ_f(R) = v(N ∖ (R∖{f})) − v(N ∖ R), the drop caused by removing f on top of its partners. Partners are drawn by
+co-activation: pick a position where f fires (∝ its activation there), then partners among the features firing at
+that same position (∝ their activations). Features that fire together and may stand in for each other are thereby
+ablated together, which a one-at-a-time ablation would miss (removing one of two redundant features changes little).
+
+The estimate is stratified by group size: round 0 is the exact leave-one-out (size 1), later rounds alternate pairs
+and triples, and a feature's effect is the mean of the three strata. Its standard error comes from the spread of its
+sampled pair and triple tests. A window stops once max SE / range ≤ `early_stop_delta`, at `max_samples` rounds, or at
+the deadline. Evaluation is sparse: a test only touches the positions where its members fire, so a round costs
+O(occurrences of the tested features), whatever the window's length.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .budget import Deadline
+from .inputs import Estimates, LayerFeatures
+from .value import ValueFunction, prepare_terms_within
+
+MEMBERS = 3
+MIN_TESTS = 4  # per sampled stratum before a standard error counts (fewer often underestimate it)
+RECORDS_PER_STEP = 1 << 16  # member occurrences evaluated per step
+DENSE_LOOKUP_LIMIT = 1 << 22  # positions × features of a window up to which slots are looked up in a table
+
+
+class AcdcWindow:
+    """Group-ablation effects of the features of one window of one layer."""
+
+    method = "acdc"
+
+    def __init__(self, lf: LayerFeatures, window_id: int, span: tuple[int, int], vf: ValueFunction, *,
+                 max_samples: int, delta: float, rng: np.random.Generator) -> None:
+        self.lf, self.vf, self.rng = lf, vf, rng
+        self.layer = lf.layer
+        self.window_id = window_id
+        self.windows = np.array([window_id], dtype=np.int64)
+        self.positions = np.arange(span[0], span[1], dtype=np.int64)
+        self.max_rounds = max_samples
+        self.delta = delta
+        self.done = False
+        self.step_cost = 0.0
+
+    # --- set-up ---------------------------------------------------------------------------------------------
+
+    def start(self, deadline: Deadline) -> bool:
+        """Prepare the window and run the leave-one-out round; False if the deadline came first."""
+        terms = prepare_terms_within(self.lf, self.positions, self.vf, deadline)
+        if terms is None:
+            return False
+        self.terms = terms
+        self._index_features()
+        u = self.n_features
+        self.loo = np.zeros(u)
+        self.count = np.zeros((2, u), dtype=np.int64)  # pair and triple tests per feature
+        self.total = np.zeros((2, u))
+        self.total_sq = np.zeros((2, u))
+        self.round, self.cursor = 0, 0
+        if u == 0:  # nothing fires in this window on this layer
+            self.round, self.done = 1, True
+            return True
+        while self.round == 0:
+            if not deadline.allows(self.step_cost):
+                return False
+            self.step(deadline)
+        return True
+
+    def _index_features(self) -> None:
+        """Window-local feature ids, their occurrences grouped by feature, and a sorted (position, feature) key."""
+        t = self.terms
+        active = t.active
+        p_idx, s_idx = np.nonzero(active)
+        self.feature_ids, local = np.unique(t.features[active], return_inverse=True)
+        local = local.ravel()
+        self.n_features = u = len(self.feature_ids)
+        self.local = np.full(active.shape, -1, dtype=np.int64)
+        self.local[p_idx, s_idx] = local
+        order = np.lexsort((p_idx, local))
+        self.occ_p, self.occ_s = p_idx[order], s_idx[order]
+        self.occ_ptr = np.concatenate([[0], np.cumsum(np.bincount(local, minlength=u))])
+        self.occ_cum = np.cumsum(t.act[self.occ_p, self.occ_s])
+        self.occ_base = np.concatenate([[0.0], self.occ_cum])[self.occ_ptr[:-1]]
+        self.occ_mass = np.concatenate([[0.0], self.occ_cum])[self.occ_ptr[1:]] - self.occ_base
+        if active.shape[0] * u <= DENSE_LOOKUP_LIMIT:
+            self.slot_table = np.full((active.shape[0], u), -1, dtype=np.int64)
+            self.slot_table[p_idx, local] = s_idx
+        else:  # a very long window: a sorted (position, feature) key keeps memory linear in the occurrences
+            self.slot_table = None
+            keys = p_idx * u + local
+            key_order = np.argsort(keys)
+            self.key_sorted, self.key_slot = keys[key_order], s_idx[key_order]
+        self.mean_occ = len(p_idx) / max(1, u)
+
+    # --- sampling -------------------------------------------------------------------------------------------
+
+    def step(self, deadline: Deadline) -> None:
+        """Test the next chunk of anchors in the current round; rounds alternate singletons → pairs → triples."""
+        began = time.perf_counter()
+        u = self.n_features
+        chunk = max(1, int(RECORDS_PER_STEP // (MEMBERS * max(1.0, self.mean_occ))))
+        anchors = np.arange(self.cursor, min(u, self.cursor + chunk))
+        size = 1 if self.round == 0 else 2 + (self.round - 1) % 2
+        members = self._draw_groups(anchors, size)
+        effects = self._anchor_effects(members)
+        if size == 1:
+            self.loo[anchors] = effects
+        else:
+            stratum = size - 2
+            self.count[stratum, anchors] += 1
+            self.total[stratum, anchors] += effects
+            self.total_sq[stratum, anchors] += effects * effects
+        self.cursor = anchors[-1] + 1 if len(anchors) else u
+        if self.cursor >= u:
+            self.round, self.cursor = self.round + 1, 0
+            self._check_stop()
+        self.step_cost = time.perf_counter() - began
+
+    def _draw_groups(self, anchors: np.ndarray, size: int) -> np.ndarray:
+        """[B, 3] window-local ids: the anchor, then up to two partners drawn by co-activation (-1 = none)."""
+        b = len(anchors)
+        members = np.full((b, MEMBERS), -1, dtype=np.int64)
+        members[:, 0] = anchors
+        if size == 1 or b == 0:
+            return members
+        act = self.terms.act
+        target = self.occ_base[anchors] + self.rng.random(b) * self.occ_mass[anchors]
+        occ = np.searchsorted(self.occ_cum, target, side="right")
+        occ = np.clip(occ, self.occ_ptr[anchors], self.occ_ptr[anchors + 1] - 1)
+        pos, slot = self.occ_p[occ], self.occ_s[occ]
+        weights = act[pos].copy()
+        rows = np.arange(b)
+        weights[rows, slot] = 0.0
+        for j in range(1, size):
+            cum = np.cumsum(weights, axis=1)
+            draw = self.rng.random(b) * cum[:, -1]
+            picked = np.minimum((cum <= draw[:, None]).sum(axis=1), weights.shape[1] - 1)
+            ok = cum[:, -1] > 0
+            members[:, j] = np.where(ok, self.local[pos, picked], -1)
+            weights[rows, picked] = 0.0
+        return members
+
+    def _anchor_effects(self, members: np.ndarray) -> np.ndarray:
+        """δ_anchor = v(N ∖ partners) − v(N ∖ (partners ∪ anchor)) for each group, shape [B]."""
+        t, n_pos, u = self.terms, len(self.positions), self.n_features
+        g_b, g_j = np.nonzero(members >= 0)
+        feat = members[g_b, g_j]
+        counts = self.occ_ptr[feat + 1] - self.occ_ptr[feat]
+        owner = np.repeat(np.arange(len(feat)), counts)
+        occ = np.repeat(self.occ_ptr[feat], counts) + np.arange(counts.sum()) - \
+            np.repeat(np.cumsum(counts) - counts, counts)
+        p, s = self.occ_p[occ], self.occ_s[occ]
+        b, j = g_b[owner], g_j[owner]
+        partner = j > 0
+        alpha, beta = t.alpha[p, s], t.beta[p, s]
+        group, inverse = np.unique(b * n_pos + p, return_inverse=True)
+        inverse = inverse.ravel()
+        gp, gb = group % n_pos, group // n_pos
+
+        def per_group(weights: np.ndarray) -> np.ndarray:
+            return np.bincount(inverse, weights=weights, minlength=len(group))
+
+        num_all = t.num_full[gp] - per_group(alpha)
+        num_part = t.num_full[gp] - per_group(np.where(partner, alpha, 0.0))
+        sq_all = sq_part = None
+        if not t.linear:
+            own = t.gram[p, s, s]
+            cross_all = np.zeros(len(p))
+            cross_part = np.zeros(len(p))
+            for other in range(MEMBERS):
+                slot = self._slot_of(p, members[b, other], valid=(other != j) & (members[b, other] >= 0))
+                cross = np.where(slot >= 0, t.gram[p, s, np.maximum(slot, 0)], 0.0)
+                cross_all += cross
+                if other > 0:
+                    cross_part += np.where(partner, cross, 0.0)
+            sq_all = t.sq_full[gp] - 2.0 * per_group(beta) + per_group(own + cross_all)
+            sq_part = t.sq_full[gp] - 2.0 * per_group(np.where(partner, beta, 0.0)) + \
+                per_group(np.where(partner, own, 0.0) + cross_part)
+        drop = t.value(num_part, sq_part, gp) - t.value(num_all, sq_all, gp)
+        return np.bincount(gb, weights=drop, minlength=len(members)) / n_pos
+
+    def _slot_of(self, p: np.ndarray, feat: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Slot of window-local feature `feat` at window position `p`, or -1 where it does not fire there."""
+        if self.slot_table is not None:
+            return np.where(valid, self.slot_table[p, np.maximum(feat, 0)], -1)
+        keys = p * self.n_features + np.maximum(feat, 0)
+        at = np.minimum(np.searchsorted(self.key_sorted, keys), len(self.key_sorted) - 1)
+        found = valid & (self.key_sorted[at] == keys)
+        return np.where(found, self.key_slot[at], -1)
+
+    # --- stopping and results -------------------------------------------------------------------------------
+
+    def _phi_se(self) -> tuple[np.ndarray, np.ndarray]:
+        """Stratified estimate (mean over sizes 1, 2, 3 of the per-size mean effect) and its standard error."""
+        n = np.maximum(self.count, 1)
+        mean = self.total / n
+        var = np.maximum(self.total_sq / n - mean * mean, 0.0) * n / np.maximum(n - 1, 1)
+        sampled = self.count > 0
+        strata = 1 + sampled.sum(axis=0)
+        phi = (self.loo + np.where(sampled, mean, 0.0).sum(axis=0)) / strata
+        known = (self.count >= MIN_TESTS).all(axis=0)
+        se = np.where(known, np.sqrt((var / n).sum(axis=0)) / strata, np.nan)
+        return phi, se
+
+    def _check_stop(self) -> None:
+        self.done = self.round >= self.max_rounds or self.converged
+
+    @property
+    def converged(self) -> bool:
+        """Every feature has a standard error and the largest is within `delta` of the estimates' range."""
+        if self.round < 1 + 2 * MIN_TESTS:
+            return False
+        phi, se = self._phi_se()
+        spread = float(phi.max() - phi.min()) if len(phi) else 0.0
+        return not np.isnan(se).any() and float(se.max(initial=0.0)) <= self.delta * spread
+
+    def estimates(self) -> Estimates:
+        phi, se = self._phi_se()
+        u = self.n_features
+        return Estimates(
+            method=self.method, window=np.full(u, self.window_id, dtype=np.int64),
+            layer=np.full(u, self.layer, dtype=np.int64), feature=self.feature_ids.astype(np.int64), effect=phi,
+            se=se, samples=1 + self.count.sum(axis=0), converged=np.full(u, self.converged),
+        )

@@ -1,0 +1,71 @@
+"""Attribution settings, read from the environment once by the caller and passed down as one frozen value."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+SENTENCE_METHODS = ("auto", "acdc", "saliency")
+TOKEN_METHODS = ("auto", "shapley", "acdc", "saliency")
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    """How hard attribution may work for one trace.
+
+    `max_samples` bounds subset tests per feature (acdc) and permutations per token (shapley); the budgets bound the
+    whole `attribute` call, so one slow trace cannot stall the pipeline behind it.
+    """
+
+    method_sentence: str = "acdc"
+    method_token: str = "shapley"
+    sentence_budget_ms: float = 900.0
+    token_budget_ms: float = 3500.0
+    max_samples: int = 512
+    early_stop_delta: float = 0.01
+    per_token_cap: int = 256
+    min_edge_weight: float = 0.01
+    random_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method_sentence not in SENTENCE_METHODS:
+            raise ValueError(f"ATTR_METHOD_SENTENCE must be one of {SENTENCE_METHODS}, got {self.method_sentence!r}")
+        if self.method_token not in TOKEN_METHODS:
+            raise ValueError(f"ATTR_METHOD_TOKEN must be one of {TOKEN_METHODS}, got {self.method_token!r}")
+        if self.sentence_budget_ms <= 0 or self.token_budget_ms <= 0:
+            raise ValueError("attribution budgets must be positive")
+        if self.max_samples < 1:
+            raise ValueError("ATTR_MAX_SAMPLES must be at least 1")
+        if self.early_stop_delta < 0:
+            raise ValueError("ATTR_EARLY_STOP_DELTA must not be negative")
+        if self.per_token_cap < 1:
+            raise ValueError("ATTR_PER_TOKEN_CAP must be at least 1")
+        if not 0.0 <= self.min_edge_weight <= 1.0:
+            raise ValueError("ATTR_MIN_EDGE_WEIGHT must lie in [0, 1]")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "AttributionConfig":
+        env = os.environ if environ is None else environ
+        default = cls()
+        return cls(
+            method_sentence=env.get("ATTR_METHOD_SENTENCE", default.method_sentence).strip().lower(),
+            method_token=env.get("ATTR_METHOD_TOKEN", default.method_token).strip().lower(),
+            sentence_budget_ms=float(env.get("ATTR_SENTENCE_BUDGET_MS", default.sentence_budget_ms)),
+            token_budget_ms=float(env.get("ATTR_TOKEN_BUDGET_MS", default.token_budget_ms)),
+            max_samples=int(env.get("ATTR_MAX_SAMPLES", default.max_samples)),
+            early_stop_delta=float(env.get("ATTR_EARLY_STOP_DELTA", default.early_stop_delta)),
+            per_token_cap=int(env.get("ATTR_PER_TOKEN_CAP", default.per_token_cap)),
+            min_edge_weight=float(env.get("ATTR_MIN_EDGE_WEIGHT", default.min_edge_weight)),
+            random_seed=int(env.get("ATTR_RANDOM_SEED", default.random_seed)),
+        )
+
+    def method_for(self, granularity: str) -> str:
+        """The configured method for a granularity, with `auto` resolved to that granularity's default."""
+        if granularity == "sentence":
+            return "acdc" if self.method_sentence == "auto" else self.method_sentence
+        if granularity == "token":
+            return "shapley" if self.method_token == "auto" else self.method_token
+        raise ValueError(f"granularity must be 'sentence' or 'token', got {granularity!r}")
+
+    def budget_ms(self, granularity: str) -> float:
+        return self.sentence_budget_ms if granularity == "sentence" else self.token_budget_ms
