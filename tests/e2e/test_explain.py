@@ -64,6 +64,10 @@ def test_sample_trace_is_explained_end_to_end(http, trace_id):
     stored = Trace.objects.get(trace_id=trace_id).explanation
     assert stored.document == doc and stored.node_count == len(doc["nodes"])
 
+    for fmt, schema in (("hif-standard", "hif-standard"), ("neuronpedia", "neuronpedia")):
+        status, exported = http.get(f"/v1/traces/{trace_id}/graph?format={fmt}")
+        assert status == 200 and hif.validate_hif(exported, schema=schema) == [], fmt
+
 
 def test_duplicate_finalize_creates_no_duplicate_work(http):
     events = _events_of("sample-code")

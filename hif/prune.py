@@ -1,0 +1,356 @@
+"""`prune_and_group`: thresholds, per-token caps, supernodes and global caps, applied in that order.
+
+Every rule works on the arrays of `tables` (one row per incidence, one per (incidence, node) pair), so the cost
+is a handful of sorts: O(n log n) in the number of incidences. Every ordering ends in a comparison of ids,
+never of input positions, which is what makes the output identical for any permutation of the input.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from .config import HypergraphConfig
+from .supernodes import plan_supernodes
+from .tables import (
+    KIND_FEATURE,
+    KIND_INPUT,
+    KIND_OUTPUT,
+    KIND_SUPERNODE,
+    TYPE_NAMES,
+    emit_incidence,
+    normalize_node,
+    read_incidences,
+    read_nodes,
+)
+
+log = logging.getLogger(__name__)
+
+INCIDENCE_DROP_REASONS = (
+    "duplicate_id",
+    "unknown_node",
+    "nan_weight",
+    "below_min_weight",
+    "fewer_than_two_nodes",
+    "per_token_cap",
+    "collapsed_by_grouping",
+    "merged",
+    "max_incidences",
+    "lost_node",
+)
+NODE_DROP_REASONS = ("duplicate_id", "unreferenced", "grouped", "max_nodes", "orphaned")
+
+# Node priority class under the node cap: tokens first, then supernodes, then features.
+_CAP_CLASS = np.array([2, 1, 0, 0], dtype=np.int8)
+# Position of a node's kind inside an incidence's node_ids: features (and supernodes) first, tokens last.
+_MEMBER_CLASS = np.array([0, 0, 1, 2], dtype=np.int8)
+# Order of nodes in the document: inputs, features, supernodes, outputs — the direction the graph reads.
+_DISPLAY_CLASS = {KIND_INPUT: 0, KIND_FEATURE: 1, KIND_SUPERNODE: 2, KIND_OUTPUT: 3}
+
+
+def weight_id_order(weight: np.ndarray, ids: list[str], candidates: np.ndarray) -> np.ndarray:
+    """`candidates` sorted by weight descending, then id ascending.
+
+    A numeric sort does almost all the work; only runs of exactly equal weights (rare for real attributions,
+    common after clamping to 1.0) are then re-sorted by id, so the sort itself need not be stable.
+    """
+    order = candidates[np.argsort(-weight[candidates])]
+    sorted_w = weight[order]
+    tie = sorted_w[1:] == sorted_w[:-1]
+    if not tie.any():
+        return order
+    run = np.cumsum(np.r_[True, ~tie]) - 1
+    in_tied_run = np.bincount(run)[run] > 1
+    tied = order[in_tied_run]
+    tied_ids = np.array([ids[i] for i in tied.tolist()])
+    order[in_tied_run] = tied[np.lexsort((tied_ids, run[in_tied_run]))]
+    return order
+
+
+def _distinct_pairs(pair_inc: np.ndarray, pair_node: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs sorted by (incidence, node) with repeats removed: a node listed twice in one incidence counts once.
+
+    A plain sort plus a neighbour comparison: np.unique's hash path is several times slower on int64 keys.
+    """
+    key = np.sort(pair_inc * n_nodes + pair_node)
+    key = key[np.r_[np.ones(min(len(key), 1), dtype=bool), key[1:] != key[:-1]]]
+    return key // n_nodes, key % n_nodes
+
+
+def _unique(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (np.unique without its slow hash path)."""
+    values = np.sort(values)
+    return values[_first_in_group(values)]
+
+
+def _first_in_group(*keys: np.ndarray) -> np.ndarray:
+    """For rows already sorted by `keys`, True where a new group of equal keys begins."""
+    n = len(keys[0])
+    change = np.zeros(max(n - 1, 0), dtype=bool)
+    for key in keys:
+        change |= key[1:] != key[:-1]
+    return np.r_[np.ones(min(n, 1), dtype=bool), change]
+
+
+def _metadata_codes(records: list[dict], members: np.ndarray) -> np.ndarray:
+    """An integer per member such that equal codes mean equal (type, method, window) metadata."""
+    keys: list[Any] = []
+    for i in members.tolist():
+        metadata = records[i].get("metadata")
+        if isinstance(metadata, dict):
+            keys.append((metadata.get("type"), metadata.get("method"), metadata.get("window")))
+        else:
+            keys.append((None, None, None))
+    codes_of: dict[Any, int] = {}
+    try:
+        first_seen = [codes_of.setdefault(key, len(codes_of)) for key in keys]
+    except TypeError:  # an unhashable value (list, dict): compare reprs instead
+        first_seen = [codes_of.setdefault(repr(key), len(codes_of)) for key in keys]
+    return np.array(first_seen, dtype=np.int64)
+
+
+def _row_order(rows: np.ndarray, n_nodes: int) -> np.ndarray:
+    """Permutation sorting the rows of `rows` [n, k] lexicographically.
+
+    Rows of up to a few node indices are packed into one int64 key (one argsort instead of a k-key lexsort);
+    wider rows, which would overflow, fall back to lexsort.
+    """
+    k = rows.shape[1]
+    if n_nodes ** k < 2**62:
+        key = np.zeros(len(rows), dtype=np.int64)
+        for column in rows.T:
+            key = key * n_nodes + column
+        return np.argsort(key)
+    return np.lexsort(rows.T[::-1])
+
+
+def _identical_losers(
+    pi: np.ndarray, pn: np.ndarray, rank: np.ndarray, records: list[dict], m: int, n_nodes: int
+) -> np.ndarray:
+    """Incidences identical to a better-ranked one: the same node set and the same (type, method, window).
+
+    Node sets are compared exactly, per arity, as rows of a [n_k, k] matrix; metadata is read only for the
+    incidences whose node set is shared, which keeps Python work proportional to the merges, not the input.
+    """
+    arity = np.bincount(pi, minlength=m)[pi]
+    losers = []
+    for k in _unique(arity).tolist():
+        sel = arity == k
+        incs = pi[sel][::k]
+        rows = pn[sel].reshape(-1, k)
+        o = _row_order(rows, n_nodes)
+        gid = np.cumsum(_first_in_group(*rows[o].T)) - 1
+        shared = np.bincount(gid)[gid] > 1
+        if not shared.any():
+            continue
+        cand, cand_gid = incs[o][shared], gid[shared]
+        codes = _metadata_codes(records, cand)
+        n_codes = int(codes.max()) + 1
+        if len(cand) * n_codes * (m + 1) < 2**62:  # pack (group, code, rank) into one sortable int64
+            s = np.argsort((cand_gid * n_codes + codes) * (m + 1) + rank[cand])
+        else:
+            s = np.lexsort((rank[cand], codes, cand_gid))
+        losers.append(cand[s][~_first_in_group(cand_gid[s], codes[s])])
+    return np.concatenate(losers) if losers else np.zeros(0, dtype=np.int64)
+
+
+def _id_ranks(ids: list[str]) -> np.ndarray:
+    """Position of each id in lexicographic order."""
+    ranks = np.empty(len(ids), dtype=np.int64)
+    ranks[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
+    return ranks
+
+
+def _over_token_cap(
+    pi: np.ndarray, pn: np.ndarray, kind: np.ndarray, order: np.ndarray, rank: np.ndarray, cap: int
+) -> np.ndarray:
+    """Incidences beyond the top `cap` (by rank) of at least one token they touch.
+
+    Pairs are sorted by one packed key (token, rank); an incidence's place within its token's run is its
+    index minus the run's start.
+    """
+    stride = len(rank) + 1
+    tok = kind[pn] >= KIND_INPUT
+    token_key = np.sort(pn[tok] * stride + rank[pi[tok]])
+    starts = np.flatnonzero(_first_in_group(token_key // stride))
+    within = np.arange(len(token_key)) - np.repeat(starts, np.diff(np.r_[starts, len(token_key)]))
+    return order[(token_key % stride)[within >= cap]]
+
+
+def _node_priority(
+    referenced: np.ndarray,
+    pi: np.ndarray,
+    pn: np.ndarray,
+    w: np.ndarray,
+    ids: list[str],
+    kind: np.ndarray,
+    activation: np.ndarray,
+) -> np.ndarray:
+    """`referenced` nodes in the order the node cap keeps them.
+
+    Tokens, then supernodes, then features; within each class by strongest incident weight, then activation,
+    then id. The strongest edge comes before activation so a cap can never drop the graph's strongest edge
+    in favour of a node that is merely very active.
+    """
+    strongest = np.full(len(ids), -np.inf)
+    np.maximum.at(strongest, pn, w[pi])
+    id_rank = _id_ranks([ids[i] for i in referenced.tolist()])
+    return referenced[
+        np.lexsort((id_rank, -activation[referenced], -strongest[referenced], _CAP_CLASS[kind[referenced]]))
+    ]
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while pruning.
+
+    Reading 200k incidences allocates hundreds of thousands of lists and tuples, which triggers repeated
+    collections that each traverse the caller's whole input graph (~10% of the run time at 200k); nothing
+    allocated here forms reference cycles, so there is nothing for the collector to find.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def prune_and_group(
+    nodes: list[dict], incidences: list[dict], cfg: HypergraphConfig
+) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    """Apply issue 3's pruning contract; return (nodes, incidences, summary) in canonical order.
+
+    Order of rules: (1) clamp weights into [0, 1] and drop those below `min_edge_weight`; (2) per token, keep
+    its top `per_token_incident_cap` incidences by (weight desc, id asc) — an incidence survives only if it is
+    within the cap of every token it touches; (3) group features into supernodes, remap, merge incidences that
+    became identical keeping the heaviest (its id, metadata and attributes); (4) cut incidences to
+    `max_incidences`, then nodes to `max_nodes` by priority, then remove incidences that lost a node and
+    nodes left without an incidence. Incidences with fewer than two distinct nodes are dropped throughout.
+    Inputs are not mutated; outputs may share nested values (attributes, provenance) with them.
+    """
+    with _gc_paused():
+        out_nodes, out_incidences, summary = _prune(nodes, incidences, cfg)
+    log.info("hif prune_and_group %s", json.dumps(summary, sort_keys=True))
+    return out_nodes, out_incidences, summary
+
+
+def _prune(
+    nodes: list[dict], incidences: list[dict], cfg: HypergraphConfig
+) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    nt = read_nodes(nodes)
+    it = read_incidences(incidences, nt.index)
+    m = len(it.ids)
+    ids, kind, activation, records = list(nt.ids), nt.kind, nt.activation, list(nt.records)
+    w = it.weight
+    alive = np.ones(m, dtype=bool)
+    inc_dropped = dict.fromkeys(INCIDENCE_DROP_REASONS, 0)
+    inc_dropped["duplicate_id"] = it.duplicates
+
+    def drop(reason: str, which: np.ndarray) -> None:
+        mask = np.zeros(m, dtype=bool)
+        mask[which] = True
+        mask &= alive
+        inc_dropped[reason] += int(mask.sum())
+        alive[mask] = False
+
+    drop("unknown_node", it.pair_inc[it.pair_node < 0])
+    nan = np.isnan(w)
+    drop("nan_weight", nan)
+    drop("below_min_weight", ~nan & (w < cfg.min_edge_weight))
+
+    keep = alive[it.pair_inc]
+    pi, pn = _distinct_pairs(it.pair_inc[keep], it.pair_node[keep], len(ids))
+    drop("fewer_than_two_nodes", np.bincount(pi, minlength=m) < 2)
+    keep = alive[pi]
+    pi, pn = pi[keep], pn[keep]
+
+    order = weight_id_order(w, it.ids, np.flatnonzero(alive))
+    rank = np.full(m, m, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+
+    drop("per_token_cap", _over_token_cap(pi, pn, kind, order, rank, cfg.per_token_incident_cap))
+    keep = alive[pi]
+    pi, pn = pi[keep], pn[keep]
+
+    grouped = 0
+    supernodes = []
+    if cfg.grouping == "supernode":
+        features = _unique(pn[kind[pn] == KIND_FEATURE])
+        supernodes = plan_supernodes(
+            features, ids, records, activation, cfg.supernode_label_delim, cfg.supernode_min_group
+        )
+    if supernodes:
+        base = len(ids)
+        representative = np.arange(base + len(supernodes), dtype=np.int64)
+        for j, sn in enumerate(supernodes):
+            representative[sn.members] = base + j
+            grouped += len(sn.members)
+        ids += [sn.record["id"] for sn in supernodes]
+        records += [sn.record for sn in supernodes]
+        kind = np.r_[kind, np.full(len(supernodes), KIND_SUPERNODE, dtype=np.int8)]
+        activation = np.r_[activation, [sn.record.get("activation_strength", -np.inf) for sn in supernodes]]
+        pi, pn = _distinct_pairs(pi, representative[pn], len(ids))
+        drop("collapsed_by_grouping", np.bincount(pi, minlength=m) < 2)
+        keep = alive[pi]
+        pi, pn = pi[keep], pn[keep]
+    drop("merged", _identical_losers(pi, pn, rank, it.records, m, len(ids)))
+
+    order = order[alive[order]]
+    drop("max_incidences", order[cfg.max_incidences :])
+    keep = alive[pi]
+    pi, pn = pi[keep], pn[keep]
+
+    referenced = _unique(pn)
+    node_alive = np.zeros(len(ids), dtype=bool)
+    node_alive[_node_priority(referenced, pi, pn, w, ids, kind, activation)[: cfg.max_nodes]] = True
+    drop("lost_node", pi[~node_alive[pn]])
+    keep = alive[pi]
+    pi, pn = pi[keep], pn[keep]
+    final_nodes = _unique(pn)
+
+    final_incs = order[alive[order]]
+    member_key = np.zeros(len(ids), dtype=np.int64)
+    member_key[final_nodes] = _MEMBER_CLASS[kind[final_nodes]].astype(np.int64) * len(ids) + _id_ranks(
+        [ids[i] for i in final_nodes.tolist()]
+    )
+    s = np.lexsort((member_key[pn], rank[pi]))
+    flat = [ids[j] for j in pn[s].tolist()]
+    ends = np.cumsum(np.bincount(pi, minlength=m)[final_incs]).tolist()
+    out_incidences = [
+        emit_incidence(it.records[i], flat[a:b], weight)
+        for i, weight, a, b in zip(final_incs.tolist(), w[final_incs].tolist(), [0, *ends[:-1]], ends)
+    ]
+    out_nodes = [normalize_node(records[i]) for i in final_nodes.tolist()]
+    out_nodes.sort(key=_display_key)
+
+    n_unique = len(nt.ids)
+    node_dropped = {
+        "duplicate_id": nt.duplicates,
+        "grouped": grouped,
+        "unreferenced": n_unique + len(supernodes) - grouped - len(referenced),
+        "max_nodes": int(max(len(referenced) - cfg.max_nodes, 0)),
+        "orphaned": int(min(len(referenced), cfg.max_nodes) - len(final_nodes)),
+    }
+    summary = {
+        "nodes_in": len(nodes),
+        "incidences_in": len(incidences),
+        "nodes_out": len(out_nodes),
+        "incidences_out": len(out_incidences),
+        "supernodes_formed": len(supernodes),
+        "incidences_dropped": inc_dropped,
+        "nodes_dropped": node_dropped,
+    }
+    return out_nodes, out_incidences, summary
+
+
+def _display_key(node: dict) -> tuple:
+    kind = TYPE_NAMES.index(node["type"])
+    return (_DISPLAY_CLASS[kind], node.get("position" if kind >= KIND_INPUT else "layer", -1), node["id"])

@@ -1,0 +1,78 @@
+"""Supernodes: sae_feature nodes whose labels share a prefix ("Biology: cells" → "Biology") collapse into one.
+
+Hundreds of features about one topic make a graph unreadable; one "Biology (cluster)" node with the members
+listed keeps the structure visible. Only prefixes with at least `supernode_min_group` members group, so a lone
+"Biology: x" feature stays itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_LISTED_MEMBERS = 200
+
+
+@dataclass
+class Supernode:
+    """One planned supernode: its v1 node dict and the node-table indices of its members."""
+
+    record: dict
+    members: np.ndarray  # [k] int64 node indices
+
+
+def label_prefix(label: object, delim: str) -> str | None:
+    """The text before the first delimiter, stripped; None when there is no delimiter or nothing before it."""
+    if not isinstance(label, str) or delim not in label:
+        return None
+    prefix = label.split(delim, 1)[0].strip()
+    return prefix or None
+
+
+def _slug(prefix: str) -> str:
+    slug = re.sub(r"[^0-9a-z]+", "_", prefix.lower()).strip("_")
+    return slug or "h" + hashlib.sha1(prefix.encode("utf-8")).hexdigest()[:10]
+
+
+def plan_supernodes(
+    candidates: np.ndarray, ids: list[str], records: list[dict], activation: np.ndarray, delim: str, min_group: int
+) -> list[Supernode]:
+    """Group the candidate feature nodes by label prefix.
+
+    Ids are `super_<slug>`; when two prefixes slug alike, or a slug names an existing node, `_2`, `_3`, ... is
+    appended in prefix order, so the id depends only on the set of labels and never on input order.
+    Members are listed sorted by id (the first MAX_LISTED_MEMBERS of them); the supernode's activation_strength
+    is its members' maximum, used to rank supernodes against each other under the node cap.
+    """
+    groups: dict[str, list[int]] = {}
+    for i in candidates.tolist():
+        prefix = label_prefix(records[i].get("label"), delim)
+        if prefix is not None:
+            groups.setdefault(prefix, []).append(i)
+    taken = set(ids)
+    planned = []
+    for prefix in sorted(p for p, members in groups.items() if len(members) >= min_group):
+        members = sorted(groups[prefix], key=ids.__getitem__)
+        base = node_id = f"super_{_slug(prefix)}"
+        suffix = 2
+        while node_id in taken:
+            node_id, suffix = f"{base}_{suffix}", suffix + 1
+        taken.add(node_id)
+        record = {
+            "id": node_id,
+            "type": "circuit_supernode",
+            "label": f"{prefix} (cluster)",
+            "attributes": {
+                "member_count": len(members),
+                "members": [ids[i] for i in members[:MAX_LISTED_MEMBERS]],
+            },
+        }
+        strongest = float(activation[members].max())
+        if math.isfinite(strongest):
+            record["activation_strength"] = strongest
+        planned.append(Supernode(record, np.asarray(members, dtype=np.int64)))
+    return planned
