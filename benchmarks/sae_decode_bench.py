@@ -1,0 +1,158 @@
+"""SAE decode benchmark: our CPU top-k vs SAELens's own encode + torch.topk, side by side on the same weights.
+
+Run with the bench venv (it has sae-lens):  .venv-bench/bin/python benchmarks/sae_decode_bench.py
+Without sae-lens the comparison uses the same formula written in torch and says so.
+
+CPU: d_in=768, d_sae=24576, k=64 at T=64 and T=512; prints tokens/s, the ratio to SAELens, the bare float32 GEMM for
+reference, and whether the feature sets are identical. GPU (only when CUDA is available): d_in=4096, d_sae=131072,
+T=8192, k=64: ours (bf16 chunked addmm + top-k + fp32 rescoring) vs SAELens's default fp32 encode + topk vs the bare
+bf16 GEMM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sae import load_dictionary  # noqa: E402
+from sae.testing import random_weights, write_saelens_dictionary  # noqa: E402
+
+
+def best_of(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def saelens_encoder(folder: Path, device: str = "cpu"):
+    """(label, encode_fn) using SAELens itself when installed, else the same formula in torch."""
+    import torch
+
+    try:
+        from sae_lens import SAE
+
+        model = SAE.load_from_disk(str(folder), device=device)
+        model.eval()
+
+        def encode(x):
+            with torch.no_grad():
+                return model.encode(x)
+
+        return f"SAELens {__import__('sae_lens').__version__} encode + torch.topk", encode
+    except ImportError:
+        d = load_dictionary(folder)
+        W = torch.as_tensor(np.asarray(d.W_enc), device=device)
+        b_enc = torch.as_tensor(np.asarray(d.spec.tensors["b_enc"]), device=device)
+        b_dec = torch.as_tensor(np.asarray(d.b_dec), device=device)
+
+        def encode(x):
+            with torch.no_grad():
+                return torch.relu((x - b_dec) @ W + b_enc)
+
+        return "torch formula relu((x-b_dec)@W_enc+b_enc) + torch.topk (sae-lens NOT installed)", encode
+
+
+def same_features(idx_a, val_a, idx_b, val_b) -> float:
+    """Fraction of rows whose active feature sets agree."""
+    agree = 0
+    for r in range(idx_a.shape[0]):
+        a = {int(i) for i, v in zip(idx_a[r], val_a[r]) if v > 0}
+        b = {int(i) for i, v in zip(idx_b[r], val_b[r]) if v > 0}
+        agree += a == b
+    return agree / idx_a.shape[0]
+
+
+def cpu_section(args) -> None:
+    import torch
+
+    d_in, d_sae, k = 768, 24576, 64
+    print(f"== CPU: d_in={d_in} d_sae={d_sae} k={k}; numpy {np.__version__}, torch {torch.__version__}, "
+          f"{os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
+    w = random_weights(d_in, d_sae, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_saelens_dictionary(Path(tmp) / "layer_0", w["W_enc"], w["b_enc"], w["W_dec"], w["b_dec"])
+        ours = load_dictionary(folder)
+        label, encode = saelens_encoder(folder)
+        print(f"baseline: {label}")
+        W = np.ascontiguousarray(w["W_enc"])
+        for T in (64, 512):
+            x = np.random.default_rng(T).standard_normal((T, d_in)).astype(np.float32)
+            xt = torch.from_numpy(x)
+            out = np.empty((T, d_sae), np.float32)
+            t_gemm = best_of(lambda: np.matmul(x, W, out=out), args.repeats)
+            t_ours = best_of(lambda: ours.topk(x, k), args.repeats)
+            t_ref = best_of(lambda: torch.topk(encode(xt), k, dim=-1), args.repeats)
+            idx, val = ours.topk(x, k)
+            ref = torch.topk(encode(xt), k, dim=-1)
+            agree = same_features(idx, val, ref.indices.numpy(), ref.values.numpy())
+            max_err = float(np.abs(val - ref.values.numpy()).max())
+            print(f"T={T:4d}  ours {T / t_ours:9.0f} tok/s ({t_ours * 1e3:7.1f} ms)  "
+                  f"saelens {T / t_ref:9.0f} tok/s ({t_ref * 1e3:7.1f} ms)  ratio {t_ref / t_ours:5.2f}x  "
+                  f"| bare fp32 GEMM {t_gemm * 1e3:7.1f} ms (ours = {t_ours / t_gemm:4.2f}x GEMM)  "
+                  f"| identical feature sets {agree * 100:.1f}% rows, max |dv| {max_err:.2e}")
+
+
+def gpu_section(args) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        print("== GPU: skipped (CUDA is not available on this machine; no figures measured)")
+        return
+    from sae.torch_backend import TorchTopK
+
+    d_in, d_sae, T, k = 4096, 131072, 8192, 64
+    print(f"== GPU: {torch.cuda.get_device_name()} d_in={d_in} d_sae={d_sae} T={T} k={k}")
+    w = random_weights(d_in, d_sae, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = write_saelens_dictionary(Path(tmp) / "layer_0", w["W_enc"], w["b_enc"], w["W_dec"], w["b_dec"])
+        del w
+        ours = TorchTopK(load_dictionary(folder), "cuda")
+        label, encode = saelens_encoder(folder, "cuda")
+        x = np.random.default_rng(1).standard_normal((T, d_in)).astype(np.float32)
+        xt = torch.from_numpy(x).cuda()
+        W16 = ours.W_lo
+
+        def timed(fn):
+            def run():
+                fn()
+                torch.cuda.synchronize()
+            return best_of(run, args.repeats)
+
+        x16 = xt.to(torch.bfloat16)
+        t_gemm = timed(lambda: x16 @ W16)
+        t_ref = timed(lambda: torch.topk(encode(xt), k, dim=-1))
+        t_ours = timed(lambda: ours.topk(x, k))
+        idx, val = ours.topk(x, k)
+        ref = torch.topk(encode(xt), k, dim=-1)
+        agree = same_features(idx, val, ref.indices.cpu().numpy(), ref.values.cpu().numpy())
+        print(f"baseline: {label}")
+        print(f"bare bf16 GEMM {T / t_gemm:10.0f} tok/s ({t_gemm * 1e3:6.1f} ms)")
+        print(f"saelens fp32   {T / t_ref:10.0f} tok/s ({t_ref * 1e3:6.1f} ms)")
+        print(f"ours           {T / t_ours:10.0f} tok/s ({t_ours * 1e3:6.1f} ms)  = {t_gemm / t_ours * 100:.0f}% of "
+              f"bare-GEMM throughput, {t_ref / t_ours:.2f}x SAELens; identical feature sets {agree * 100:.1f}% rows")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--skip-gpu", action="store_true")
+    args = parser.parse_args()
+    cpu_section(args)
+    if not args.skip_gpu:
+        gpu_section(args)
+
+
+if __name__ == "__main__":
+    main()

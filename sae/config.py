@@ -1,0 +1,93 @@
+"""Settings of the SAE library, read from the environment once.
+
+`SAEConfig.from_env()` is the only place that looks at `os.environ`; everything else receives a config object, so
+tests and the backpressure controller can build or replace one without touching the process environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """Where dictionaries live and how decoding is batched.
+
+    dict_root / dict_name / layer_<L>/ is one dictionary folder. `topk` is the default number of features kept per
+    token; `tile_rows` bounds how many token rows are scored at once on the CPU (memory stays O(tile_rows * d_sae)).
+    `batch_size` is the most requests merged into one micro-batch and `max_wait_ms` how long the first request of a
+    batch waits for company. `cache_layers` is the size of the LRU of loaded layers. `enable_service=False` makes the
+    service decode inline in the caller's thread.
+    """
+
+    dict_root: Path = field(default_factory=lambda: Path("var/dicts"))
+    dict_name: str = "sample"
+    topk: int = 64
+    tile_rows: int = 256
+    device: str = "auto"
+    batch_size: int = 8
+    max_wait_ms: float = 2.0
+    cache_layers: int = 4
+    enable_service: bool = True
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"SAE_DEVICE must be one of {DEVICES}, got {self.device!r}")
+        for name in ("topk", "tile_rows", "batch_size", "cache_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        object.__setattr__(self, "dict_root", Path(self.dict_root))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SAEConfig:
+        env = os.environ if env is None else env
+        return cls(
+            dict_root=Path(env.get("DICT_ROOT") or "var/dicts"),
+            dict_name=env.get("DICT_NAME") or "sample",
+            topk=_int(env, "SAE_TOPK", 64),
+            tile_rows=_int(env, "SAE_TILE_ROWS", 256),
+            device=(env.get("SAE_DEVICE") or "auto").strip().lower(),
+            batch_size=_int(env, "SAE_BATCH_SIZE", 8),
+            max_wait_ms=_float(env, "SAE_MAX_WAIT_MS", 2.0),
+            cache_layers=_int(env, "SAE_CACHE_LAYERS", 4),
+            enable_service=(env.get("ENABLE_SAE_SERVICE", "1").strip().lower() not in ("0", "false", "no", "off")),
+        )
+
+    @property
+    def dictionary_dir(self) -> Path:
+        return self.dict_root / self.dict_name
+
+    def layer_folder(self, layer: int) -> Path:
+        """The folder holding the dictionary of one captured layer."""
+        return self.dictionary_dir / f"layer_{int(layer)}"
