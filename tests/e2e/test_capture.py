@@ -84,13 +84,24 @@ def test_random_gpt2_generation_is_captured_and_explained_with_logits(http, e2e_
     assert {inc["attributes"]["value"] for inc in doc["incidences"]} == {"logit"}
 
 
-def test_minilm_forward_pass_is_captured_and_explained(http, e2e_dirs, minilm):
+def test_minilm_is_explained_with_a_dictionary_trained_and_labelled_by_the_commands(http, e2e_dirs, minilm):
+    """train_sae and label_features (tiny configuration) produce the dictionary this capture is decoded with."""
+    from io import StringIO
+
     from django.conf import settings
+    from django.core.management import call_command
 
     from ingest.client import capture_and_send
+    from sae import load_labels
 
     tokenizer, model = minilm
-    _write_layer_dictionary(e2e_dirs["dict_root"], 3)
+    root = str(e2e_dirs["dict_root"])
+    for command in ("train_sae", "label_features"):
+        extra = ["--tiny"] if command == "train_sae" else ["--tokens", "3000"]
+        call_command(command, "--name", "sample", "--layer", "3", "--dict-root", root, "--no-progress", *extra,
+                     stdout=StringIO())
+    labels = load_labels(e2e_dirs["dict_root"] / "sample" / "layer_3")
+    assert labels
     pipeline = _pipeline(settings.REDIS_URL, "all-MiniLM-L6-v2", model, [3])
     try:
         sent = capture_and_send(model, tokenizer, "Cells divide. Markets fell sharply today.",
@@ -105,3 +116,9 @@ def test_minilm_forward_pass_is_captured_and_explained(http, e2e_dirs, minilm):
     assert doc["incidences"] and {inc["attributes"]["value"] for inc in doc["incidences"]} == {"cosine"}
     output_tokens = [n for n in doc["nodes"] if n["type"] == "output_token"]
     assert {n["label"] for n in output_tokens} <= set(sent["tokens"])
+    feature_labels = {n["label"] for n in doc["nodes"] if n["type"] == "sae_feature"}
+    supernode_labels = {n["label"] for n in doc["nodes"] if n["type"] == "circuit_supernode"}
+    assert feature_labels | supernode_labels
+    assert feature_labels <= set(labels.values())
+    assert {label.removesuffix(" (cluster)") for label in supernode_labels} <= {
+        label.split(":")[0].strip() for label in labels.values()}

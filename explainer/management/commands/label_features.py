@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from sae.config import SAEConfig
 from sae.labeling import LabelConfig, label_features
 
 
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: object, **opts: object) -> None:
-        root = Path(opts["dict_root"] or SAEConfig.from_env().dict_root)
+        root = Path(opts["dict_root"] or settings.DICT_ROOT)
         cfg = LabelConfig(dict_root=root, name=opts["name"], layer=opts["layer"], max_tokens=opts["tokens"],
                           top_contexts=opts["top"])
         label_features(cfg, show_progress=not opts["no_progress"], echo=self.stdout.write)

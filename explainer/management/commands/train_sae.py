@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from sae.config import SAEConfig
 from sae.training import TrainConfig, train
 
 
@@ -30,7 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: object, **opts: object) -> None:
-        root = Path(opts["dict_root"] or SAEConfig.from_env().dict_root)
+        root = Path(opts["dict_root"] or settings.DICT_ROOT)
         fields = dict(name=opts["name"], layer=opts["layer"], d_sae=opts["d_sae"], k=opts["k"],
                       max_tokens=opts["tokens"], steps=opts["steps"], batch_size=opts["batch_size"], lr=opts["lr"],
                       seed=opts["seed"])
