@@ -60,6 +60,10 @@ def test_sample_trace_is_explained_end_to_end(http, trace_id):
     expected = {f"feat_{LAYER}_{i}" for i in strongest.tolist()}
     assert expected <= _graph_features(doc)
     assert all(inc["metadata"]["type"] == "causal_circuit" for inc in doc["incidences"])
+    expected_method = {"sentence": "acdc", "token": "shapley"}[events[0]["granularity"]]
+    assert {inc["metadata"]["method"] for inc in doc["incidences"]} == {expected_method}
+    assert {inc["attributes"]["value"] for inc in doc["incidences"]} == {"cosine"}
+    assert all(inc["metadata"]["window"].startswith(("sent-", "tok-")) for inc in doc["incidences"])
 
     stored = Trace.objects.get(trace_id=trace_id).explanation
     assert stored.document == doc and stored.node_count == len(doc["nodes"])
