@@ -7,6 +7,10 @@ CPU: d_in=768, d_sae=24576, k=64 at T=64 and T=512; prints tokens/s, the ratio t
 reference, and whether the feature sets are identical. GPU (only when CUDA is available): d_in=4096, d_sae=131072,
 T=8192, k=64: ours (bf16 chunked addmm + top-k + fp32 rescoring) vs SAELens's default fp32 encode + topk vs the bare
 bf16 GEMM.
+
+`--int8-probe` adds the measurements behind NOT shipping a two-stage CPU path (int8 candidates with a rigorous error
+bound, fp32 rescoring): the int8 GEMM time and how many candidates per row a provable bound leaves (see
+`int8_probe`).
 """
 
 from __future__ import annotations
@@ -144,12 +148,72 @@ def gpu_section(args) -> None:
               f"bare-GEMM throughput, {t_ref / t_ours:.2f}x SAELens; identical feature sets {agree * 100:.1f}% rows")
 
 
+def int8_probe(args) -> None:
+    """Why the CPU path has no int8 first stage: the provable bound is far too loose at d_in=768.
+
+    Stage 1 would be fbgemm's int8 GEMM on x_hat (per-row 7-bit: x_r / a_r rounded to [-63, 63]; a dummy row spanning
+    [-63, 64] forces fbgemm's dynamic quantisation to scale 1, zero point 63, so x_hat is known exactly) against W_hat
+    (per-column symmetric int8). With s = x.w + b and s_hat = x_hat.w_hat + b, Cauchy-Schwarz gives the rigorous
+    |s - s_hat| <= ||x - x_hat|| ||w_hat|| + ||x|| ||w - w_hat|| (+ float rounding of the dequantisation, ~1e-5 here,
+    covered by a 2^-20 |s_hat| slack). A column must be rescored when s_hat + bound >= the k-th largest s_hat - bound.
+    Also printed: the approximate rank a heuristic margin would need (not provable, so not used).
+    """
+    import warnings
+
+    import torch
+
+    warnings.filterwarnings("ignore", message=".*quantize.*deprecated.*")
+    torch.backends.quantized.engine = "fbgemm"
+    d_in, d_sae, k = 768, 24576, 64
+    w = random_weights(d_in, d_sae, seed=0)
+    Wt = torch.from_numpy(np.ascontiguousarray(w["W_enc"].T))
+    b = torch.from_numpy(w["b_enc"])
+    qw = torch.quantize_per_channel(Wt, (Wt.abs().amax(1) / 127).double(), torch.zeros(d_sae, dtype=torch.long), 0,
+                                    torch.qint8)
+    W_hat = qw.dequantize()
+    w_hat_norm, w_err_norm = W_hat.norm(dim=1), (Wt - W_hat).norm(dim=1)
+    packed = torch.ops.quantized.linear_prepack(qw, None)
+    print(f"== int8 first-stage probe (fbgemm, engine {torch.backends.quantized.engine}; not used by the library)")
+    for T in (64, 512):
+        x = torch.from_numpy(np.random.default_rng(T).standard_normal((T, d_in)).astype(np.float32) - w["b_dec"])
+        W_np, x_np = np.ascontiguousarray(w["W_enc"]), x.numpy()
+
+        def stage1():
+            a = x.abs().amax(1, keepdim=True) / 63
+            q = torch.round(x / a)
+            span = torch.zeros(1, d_in)
+            span[0, 0], span[0, 1] = -63, 64
+            return a, q, torch.ops.quantized.linear_dynamic(torch.cat([q, span]), packed, True)[:T]
+
+        t_int8 = best_of(stage1, args.repeats)
+        t_fp32 = best_of(lambda: x_np @ W_np, args.repeats)
+        a, q, y = stage1()
+        s_hat = a * y + b
+        bound = ((x - a * q).norm(dim=1, keepdim=True) * w_hat_norm + x.norm(dim=1, keepdim=True) * w_err_norm
+                 + s_hat.abs() * 2.0 ** -20)
+        s = x @ Wt.T + b
+        assert bool(((s - s_hat).abs() <= bound).all()), "error bound violated"
+        kth_lower = torch.topk(s_hat - bound, k, dim=1).values[:, -1:]
+        n_cand = ((s_hat + bound) >= kth_lower).sum(1).float()
+        rank = torch.argsort(torch.argsort(-s_hat, dim=1), dim=1)
+        need = torch.gather(rank, 1, torch.topk(s, k, dim=1).indices).max(1).values + 1
+        print(f"T={T:4d}  int8 GEMM incl. row quantisation {t_int8 * 1e3:6.1f} ms vs fp32 GEMM {t_fp32 * 1e3:6.1f} ms "
+              f"({t_fp32 / t_int8:4.2f}x)  | rigorous bound mean {float(bound.mean()):.2f} = "
+              f"{float(bound.mean() / s.std()):.2f} sigma(score), true error <= "
+              f"{float(((s - s_hat).abs() / bound).max()) * 100:.0f}% of it  | candidates/row to rescore: "
+              f"{float(n_cand.mean()):.0f} mean, {float(n_cand.max()):.0f} max (k={k}); a heuristic margin would "
+              f"need rank {float(need.float().mean()):.0f} mean, {int(need.max())} max")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-gpu", action="store_true")
+    parser.add_argument("--int8-probe", action="store_true", help="also measure the rejected int8 first stage")
     args = parser.parse_args()
     cpu_section(args)
+    if args.int8_probe:
+        int8_probe(args)
     if not args.skip_gpu:
         gpu_section(args)
 
