@@ -63,6 +63,12 @@ def finite_float(value: Any) -> float | None:
 
 
 def _as_int(value: Any) -> int | None:
+    """A non-bool integral value (int, numpy integer, or a finite real with no fraction) as int, else None.
+
+    The exact-int test comes first because an ABC isinstance check costs ~25x more and layers are plain ints.
+    """
+    if type(value) is int:
+        return value
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
     f = finite_float(value)
@@ -128,11 +134,13 @@ def _node_indices(flat: list[str], index: dict[str, int]) -> np.ndarray:
     """Index of each node id, -1 for ids that name no node.
 
     `itemgetter(*ids)(index)` looks all ids up in one C call (a third faster than a Python-level map at 400k
-    ids); it raises on the first unknown id, and only then is the slower lookup with a default needed.
+    ids); it raises on the first unknown id, and only then is the slower lookup with a default needed. The
+    resulting tuple of ints goes through np.fromiter with a known count, which skips np.array's shape
+    discovery (a quarter faster).
     """
     if len(flat) > 1:
         try:
-            return np.array(itemgetter(*flat)(index), dtype=np.int64)
+            return np.fromiter(itemgetter(*flat)(index), np.int64, len(flat))
         except KeyError:
             pass
     return np.fromiter(map(index.get, flat, repeat(-1)), np.int64, len(flat))
@@ -142,7 +150,8 @@ def read_incidences(incidences: list[dict], index: dict[str, int]) -> IncidenceT
     """Flatten incidences into pair arrays; of several with one id the heaviest (then smallest content) wins.
 
     One Python pass touches each incidence dict once: at 200k dicts the cost is memory traffic, so reading
-    id, weight and node_ids together beats one comprehension per field.
+    id, weight and node_ids together beats one comprehension per field. The lengths list becomes an array
+    through np.fromiter with a known count, which skips np.array's shape discovery (about 1.5x faster).
     """
     ids: list[str] = []
     raw_weights: list[Any] = []
@@ -160,7 +169,7 @@ def read_incidences(incidences: list[dict], index: dict[str, int]) -> IncidenceT
     except (TypeError, ValueError) as exc:
         raise ValueError(f"every incidence weight must be a number: {exc}") from exc
     pair_node = _node_indices(flat, index)
-    pair_inc = np.repeat(np.arange(len(ids), dtype=np.int64), lengths)
+    pair_inc = np.repeat(np.arange(len(ids), dtype=np.int64), np.fromiter(lengths, np.int64, len(lengths)))
     duplicates = len(ids) - len(set(ids))
     records = incidences
     if duplicates:
@@ -191,7 +200,7 @@ def emit_incidence(raw: dict, node_ids: list[str], weight: float) -> dict:
     metadata = metadata if isinstance(metadata, dict) else {}
     out: dict[str, Any] = {"id": raw["id"], "node_ids": node_ids, "weight": weight}
     attributes = raw.get("attributes")
-    if metadata.keys() <= _METADATA_KEY_SET and raw.keys() <= _INCIDENCE_KEY_SET:
+    if _METADATA_KEY_SET.issuperset(metadata.keys()) and _INCIDENCE_KEY_SET.issuperset(raw.keys()):
         out["metadata"] = metadata
     else:
         extra = {k: v for k, v in metadata.items() if k not in METADATA_KEYS}
