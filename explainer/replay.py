@@ -43,13 +43,7 @@ def http_sender(base_url: str, api_key: str) -> Callable[[RecordedEvent], str]:
     from ingest.client import IngestClient
 
     client = IngestClient(base_url, api_key)
-
-    def send(event: RecordedEvent) -> str:
-        body = event.body
-        return client.post_event(body["trace_id"], body["event_type"], body["payload"],
-                                 granularity=body.get("granularity"))["status"]
-
-    return send
+    return lambda event: client.request("POST", "/ingest", event.body)[1]["status"]
 
 
 @dataclass(frozen=True)

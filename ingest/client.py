@@ -47,7 +47,7 @@ class IngestClient:
         event: dict[str, Any] = {"trace_id": trace_id, "event_type": event_type, "payload": payload}
         if granularity is not None:
             event["granularity"] = granularity
-        return self._request("POST", "/ingest", event)[1]
+        return self.request("POST", "/ingest", event)[1]
 
     def send_completion(self, trace_id: str, *, model: str, text: str, prompt: str | None = None,
                         tokens: Sequence[str] | None = None, token_ids: Sequence[int] | None = None,
@@ -70,11 +70,11 @@ class IngestClient:
         return self.post_event(trace_id, "finalize", {}, granularity=granularity)
 
     def get_trace(self, trace_id: str) -> dict[str, Any]:
-        return self._request("GET", f"/v1/traces/{trace_id}")[1]
+        return self.request("GET", f"/v1/traces/{trace_id}")[1]
 
     def get_graph(self, trace_id: str) -> tuple[int, dict[str, Any]]:
         """`(status_code, body)`: 200 with the HIF document, or 202 with the trace status while it runs."""
-        return self._request("GET", f"/v1/traces/{trace_id}/graph")
+        return self.request("GET", f"/v1/traces/{trace_id}/graph")
 
     def wait_for_graph(self, trace_id: str, *, timeout_s: float = 120.0, poll_s: float = 0.5) -> dict[str, Any]:
         """Poll until the graph is ready; IngestError when the trace fails or the deadline passes."""
@@ -98,7 +98,8 @@ class IngestClient:
             delay = max(delay, min(retry_after, self.retry_after_max_s))
         return delay
 
-    def _request(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
+        """`(status, decoded body)` of any API call, with this client's retries; IngestError for other 4xx."""
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Authorization": f"Api-Key {self.api_key}", "Accept": "application/json"}
         if data is not None:

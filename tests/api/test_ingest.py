@@ -4,16 +4,13 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import socket
-import subprocess
-import time
 
 import numpy as np
 import pytest
-import redis
 from django.test import override_settings
 
 from explainer.models import Outbox, Trace, TraceEvent
+from tests.local_servers import private_redis
 
 pytestmark = pytest.mark.django_db
 
@@ -188,34 +185,17 @@ def test_key_without_write_scope_is_403(charlie, client_for):
     assert "traces:write" in response.json()["errors"][0]["message"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server to start and stop")
 def test_redis_stopped_is_503_with_retry_after_and_no_rows(alice, client_for):
     """A real Redis server is started for this test, then shut down: the next request must write nothing."""
     from ingest import services
 
-    port = _free_port()
-    subprocess.run(["redis-server", "--daemonize", "yes", "--port", str(port), "--bind", "127.0.0.1",
-                    "--save", "", "--appendonly", "no"], check=True, stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(50):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.1)
     writer = client_for(alice[1])
-    with override_settings(REDIS_URL=url):
+    with private_redis() as server, override_settings(REDIS_URL=server.url):
         services._redis.cache_clear()
         try:
             assert post(writer, completion("up")).status_code == 202
-            client.shutdown(nosave=True)
+            server.stop()
             before = (Trace.objects.count(), TraceEvent.objects.count(), Outbox.objects.count())
             response = post(writer, completion("down", final=True))
             after = (Trace.objects.count(), TraceEvent.objects.count(), Outbox.objects.count())

@@ -1,16 +1,14 @@
 """End-to-end fixtures: a live HTTP server (pytest-django) and a real Celery worker process on the test database."""
 from __future__ import annotations
 
-import json
 import os
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from explainer import processes
+from ingest.client import IngestClient
 
 WORKER_READY_TIMEOUT_S = 60
 
@@ -67,26 +65,16 @@ def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs):
 
 
 class Http:
-    """A tiny JSON-over-HTTP client for the live server, so the tests speak to it exactly as a client would."""
+    """The live server as a client sees it, through the product's own `IngestClient`."""
 
     def __init__(self, base_url: str, key: str) -> None:
-        self.base_url, self.key = base_url, key
-
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base_url + path, data=data, method=method,
-                                         headers={"X-API-Key": self.key, "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+        self.client = IngestClient(base_url, key)
 
     def post(self, body: dict) -> tuple[int, dict]:
-        return self.request("POST", "/ingest", body)
+        return self.client.request("POST", "/ingest", body)
 
     def get(self, path: str) -> tuple[int, dict]:
-        return self.request("GET", path)
+        return self.client.request("GET", path)
 
     def wait_terminal(self, trace_id: str, timeout_s: float = 90.0) -> dict:
         deadline = time.monotonic() + timeout_s

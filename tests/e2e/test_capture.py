@@ -47,12 +47,6 @@ def _pipeline(redis_url: str, name: str, model, layers: list[int]):
     return CapturePipeline(cfg, store=RedisStore(redis_url, ttl_s=600))
 
 
-def _client(http):
-    from ingest.client import IngestClient
-
-    return IngestClient(http.base_url, http.key)
-
-
 def test_random_gpt2_generation_is_captured_and_explained_with_logits(http, e2e_dirs, minilm):
     from django.conf import settings
 
@@ -70,7 +64,7 @@ def test_random_gpt2_generation_is_captured_and_explained_with_logits(http, e2e_
     })
     pipeline = _pipeline(settings.REDIS_URL, "gpt2-random", model, [1])
     try:
-        sent = capture_and_send(model, tokenizer, "The capture hooks run beside the model", client=_client(http),
+        sent = capture_and_send(model, tokenizer, "The capture hooks run beside the model", client=http.client,
                                 trace_id="gpt2-e2e", layers=[1], max_new_tokens=12, granularity="token",
                                 pipeline=pipeline)
     finally:
@@ -105,7 +99,7 @@ def test_minilm_is_explained_with_a_dictionary_trained_and_labelled_by_the_comma
     pipeline = _pipeline(settings.REDIS_URL, "all-MiniLM-L6-v2", model, [3])
     try:
         sent = capture_and_send(model, tokenizer, "Cells divide. Markets fell sharply today.",
-                                client=_client(http), trace_id="minilm-e2e", layers=[3], granularity="sentence",
+                                client=http.client, trace_id="minilm-e2e", layers=[3], granularity="sentence",
                                 pipeline=pipeline)
     finally:
         pipeline.close()

@@ -2,25 +2,20 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.local_servers import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_demo_ends_by_printing_the_urls_of_completed_graphs(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DEV_MODE": "1",

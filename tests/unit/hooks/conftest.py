@@ -1,11 +1,12 @@
 """Fixtures for the capture-hook tests: a real local Redis (skipped when absent) and unique key namespaces."""
 from __future__ import annotations
 
-import socket
 import uuid
 from typing import Iterator
 
 import pytest
+
+from tests.local_servers import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -33,7 +34,4 @@ def redis_client(namespace: str) -> Iterator[object]:
 @pytest.fixture
 def dead_redis_url() -> str:
     """A URL where nothing listens: bind an ephemeral port, then release it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"redis://127.0.0.1:{port}/0"
+    return f"redis://127.0.0.1:{free_port()}/0"

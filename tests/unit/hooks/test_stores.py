@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
 import time
 
 import numpy as np
 import pytest
 
 from ingest.hooks import CaptureConfig, CapturePipeline, RedisStore, ShardsMissing, read_shards
+from tests.local_servers import private_redis
 
 
 def _x(n: int = 40, d: int = 16) -> np.ndarray:
@@ -71,20 +70,9 @@ def test_redis_down_drops_and_never_raises(dead_redis_url: str, caplog: pytest.L
 def test_redis_killed_mid_capture(namespace: str) -> None:
     """Start a private redis-server, capture, kill it half way: the first shards land, the rest are counted."""
     redis = pytest.importorskip("redis")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    try:
-        client = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        cfg = CaptureConfig("m", "h", namespace=namespace, window_size=4, redis_url=f"redis://127.0.0.1:{port}/0")
+    with private_redis() as server:
+        client = redis.Redis(port=server.port)
+        cfg = CaptureConfig("m", "h", namespace=namespace, window_size=4, redis_url=server.url)
         store = RedisStore.from_config(cfg, socket_timeout_s=0.3)
         pipeline = CapturePipeline(cfg, store=store)
         x = _x(32, 8)
@@ -93,15 +81,10 @@ def test_redis_killed_mid_capture(namespace: str) -> None:
         deadline = time.time() + 5
         while len(client.keys(f"{namespace}:*")) < 4 and time.time() < deadline:
             time.sleep(0.02)
-        server.kill()
-        server.wait(5)
+        server.stop()
         for i in range(16, 32):
             pipeline.capture_token("tr", i, x[i])
         envelope = pipeline.flush("tr")
         store.close()
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait(5)
     assert envelope["shards"] == [f"{namespace}:tr:0:{w}" for w in range(4)]
     assert envelope["dropped"] == 16
