@@ -26,6 +26,9 @@ INCIDENCE_KEYS = ("id", "node_ids", "weight", "metadata", "attributes")
 METADATA_KEYS = ("type", "method", "window", "description", "provenance")
 _METADATA_KEY_SET = frozenset(METADATA_KEYS)
 _INCIDENCE_KEY_SET = frozenset(INCIDENCE_KEYS)
+_PLAIN_NUMBER_TYPES = frozenset((float, int, type(None)))
+_NODE_KEY_SET = frozenset(NODE_KEYS)
+_INDEX_KEYS = ("layer", "position")
 
 
 @dataclass
@@ -53,13 +56,16 @@ class IncidenceTable:
 
 
 def finite_float(value: Any) -> float | None:
-    """A real, finite number as float, else None (bools are not numbers here)."""
-    if type(value) is float or type(value) is int:
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    """A real, finite number as float, else None (bools are not numbers here; an int too large for a float is
+    not finite)."""
+    plain = type(value) is float or type(value) is int
+    if not plain and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+        return None
+    try:
         f = float(value)
-        return f if math.isfinite(f) else None
-    return None
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
 
 
 def _as_int(value: Any) -> int | None:
@@ -84,19 +90,21 @@ def normalize_node(raw: dict) -> dict:
     node_type = raw.get("type")
     node_type = node_type if node_type in _KIND_OF else "sae_feature"
     label = raw.get("label")
-    out: dict[str, Any] = {"id": raw["id"], "type": node_type, "label": str(raw["id"] if label is None else label)}
-    extra = {k: v for k, v in raw.items() if k not in NODE_KEYS}
-    for key in ("layer", "position"):
+    if type(label) is not str:
+        label = str(raw["id"] if label is None else label)
+    out: dict[str, Any] = {"id": raw["id"], "type": node_type, "label": label}
+    # The common case (known keys, plain int indices) is tested first: this runs once per emitted node.
+    extra = {} if _NODE_KEY_SET.issuperset(raw) else {k: v for k, v in raw.items() if k not in _NODE_KEY_SET}
+    for key in _INDEX_KEYS:
         if key in raw:
             value = _as_int(raw[key])
             if value is not None and value >= 0:
                 out[key] = value
             else:
                 extra[key] = raw[key]
-    if "activation_strength" in raw:
-        strength = finite_float(raw["activation_strength"])
-        if strength is not None:
-            out["activation_strength"] = strength
+    strength = finite_float(raw.get("activation_strength"))
+    if strength is not None:
+        out["activation_strength"] = strength
     attributes = raw.get("attributes")
     if extra:
         attributes = {**extra, **(attributes if isinstance(attributes, dict) else {})}
@@ -124,10 +132,28 @@ def read_nodes(nodes: list[dict]) -> NodeTable:
         nodes = [raw for _, raw in best.values()]
         ids = [n["id"] for n in nodes]
         index = dict(zip(ids, range(len(ids))))
-    kind = np.fromiter(map(_KIND_OF.get, (n.get("type") for n in nodes), repeat(KIND_FEATURE)), np.int8, len(nodes))
-    strengths = (finite_float(n.get("activation_strength")) for n in nodes)
-    activation = np.fromiter((-math.inf if s is None else s for s in strengths), np.float64, len(nodes))
+    kind = np.fromiter(map(_KIND_OF.get, [n.get("type") for n in nodes], repeat(KIND_FEATURE)), np.int8, len(nodes))
+    activation = _activations([n.get("activation_strength") for n in nodes])
     return NodeTable(list(nodes), ids, kind, activation, index, duplicates)
+
+
+def _activations(values: list[Any]) -> np.ndarray:
+    """Activation strengths as float64, -inf where absent or not a finite real number, so they rank last.
+
+    When every value is a plain float, int or None (what producers send), one np.array call converts them all
+    (None becomes NaN, then -inf); anything else (bools, numpy scalars, strings) goes through `finite_float`
+    one by one, because np.array would silently accept bools and numeric strings.
+    """
+    if _PLAIN_NUMBER_TYPES.issuperset(map(type, values)):
+        try:
+            activation = np.array(values, dtype=np.float64)
+        except OverflowError:
+            pass
+        else:
+            activation[~np.isfinite(activation)] = -math.inf
+            return activation
+    strengths = map(finite_float, values)
+    return np.fromiter((-math.inf if s is None else s for s in strengths), np.float64, len(values))
 
 
 def _node_indices(flat: list[str], index: dict[str, int]) -> np.ndarray:

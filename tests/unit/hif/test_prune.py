@@ -114,6 +114,19 @@ def test_merge_keeps_max_weight_and_its_id_metadata_and_attributes():
     assert summary["incidences_dropped"]["merged"] == 2
 
 
+def test_incidence_cap_counts_only_survivors_of_merges():
+    # The six heaviest incidences all merge into one (same supernode, token and window), so the cap of 3 must
+    # reach past them to the lighter, distinct ones: the merge search has to look deeper than the cap.
+    nodes = [feat(f"feat_3_{i}", f"Bio: {i}") for i in range(6)] + [tok_out(0), tok_out(1), tok_out(2)]
+    incs = [inc(f"att_m{i}", [f"feat_3_{i}", "token_out_0"], 0.9 - i / 100) for i in range(6)]
+    incs += [inc(f"att_t{j}", ["feat_3_0", f"token_out_{j}"], 0.5 - j / 10) for j in (1, 2)]
+    incs += [inc("att_w", ["feat_3_1", "token_out_0"], 0.2, window="tok-9")]
+    _, out, summary = prune_and_group(nodes, incs, HypergraphConfig(max_incidences=3))
+    assert [x["id"] for x in out] == ["att_m0", "att_t1", "att_t2"]
+    dropped = summary["incidences_dropped"]
+    assert dropped["merged"] == 5 and dropped["max_incidences"] == 1
+
+
 def test_feature_only_incidence_collapsing_into_one_supernode_is_dropped():
     nodes = [feat(f"feat_3_{i}", f"Bio: {i}") for i in range(3)] + [tok_out(0)]
     incs = [
@@ -246,3 +259,22 @@ def test_duplicate_ids_resolve_the_same_way_in_any_order():
         assert [(x["id"], x["weight"]) for x in out] == [("att_x", 0.7)]  # the heavier twin wins
         assert by_id(out_nodes)["feat_3_0"]["label"] == "first"  # smallest content wins
         assert summary["incidences_dropped"]["duplicate_id"] == 1 and summary["nodes_dropped"]["duplicate_id"] == 1
+
+
+def test_only_finite_real_activations_rank_features():
+    # Under a one-feature node cap with equal edges, activation decides; a bool, a numeric string, NaN and
+    # infinity are not activations and rank below any real number, whether or not all values are plain floats.
+    for odd in (True, "9", float("nan"), float("inf"), 10**400):
+        nodes = [feat("feat_3_a", act=odd), feat("feat_3_b", act=0.5), tok_out(0)]
+        incs = [inc("att_a", ["feat_3_a", "token_out_0"], 0.4), inc("att_b", ["feat_3_b", "token_out_0"], 0.4)]
+        out_nodes, _, _ = prune_and_group(nodes, incs, HypergraphConfig(grouping="none", max_nodes=2))
+        assert ids(out_nodes) == ["feat_3_b", "token_out_0"], odd
+
+
+def test_unhashable_metadata_still_merges_by_value():
+    nodes = [feat(f"feat_3_{i}", f"Bio: {i}") for i in range(3)] + [tok_out(0)]
+    incs = [inc(f"att_{i}", [f"feat_3_{i}", "token_out_0"], 0.5 + i / 10) for i in range(3)]
+    incs[0]["metadata"]["window"] = incs[1]["metadata"]["window"] = ["tok", 0]
+    incs[2]["metadata"]["window"] = ["tok", 1]
+    _, out, summary = prune_and_group(nodes, incs, HypergraphConfig())
+    assert ids(out) == ["att_2", "att_1"] and summary["incidences_dropped"]["merged"] == 1
