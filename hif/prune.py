@@ -12,7 +12,6 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -53,8 +52,6 @@ _CAP_CLASS = np.array([2, 1, 0, 0], dtype=np.int8)
 _MEMBER_CLASS = np.array([0, 0, 1, 2], dtype=np.int8)
 # Order of nodes in the document: inputs, features, supernodes, outputs — the direction the graph reads.
 _DISPLAY_CLASS = {KIND_INPUT: 0, KIND_FEATURE: 1, KIND_SUPERNODE: 2, KIND_OUTPUT: 3}
-# What makes two incidences over the same node set "identical" (and so merged): their kind of evidence.
-_METADATA, _MERGE_KEYS = itemgetter("metadata"), itemgetter("type", "method", "window")
 
 
 def weight_id_order(weight: np.ndarray, ids: list[str], candidates: np.ndarray) -> np.ndarray:
@@ -108,16 +105,8 @@ def _first_in_group(*keys: np.ndarray) -> np.ndarray:
 
 
 def _metadata_codes(records: list[dict], members: np.ndarray) -> np.ndarray:
-    """An integer per member such that equal codes mean equal (type, method, window) metadata.
-
-    Producers send every incidence with a metadata dict holding all three keys; that case is read with C-level
-    getters in one pass. Anything else (no metadata, a missing key, unhashable values) takes the slow path.
-    """
-    chosen = list(map(records.__getitem__, members.tolist()))
-    try:
-        keys: list[Any] = list(map(_MERGE_KEYS, map(_METADATA, chosen)))
-    except (KeyError, TypeError):
-        keys = [_merge_key_of(record) for record in chosen]
+    """An integer per member such that equal codes mean equal (type, method, window) metadata."""
+    keys: list[Any] = [_merge_key_of(records[i]) for i in members.tolist()]
     try:
         distinct = dict.fromkeys(keys)
     except TypeError:  # an unhashable value (list, dict): compare reprs instead
