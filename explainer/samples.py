@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from explainer.text import tokenize
+from sae.config import dictionary_layer_folder
 
 D_IN = 384
 D_SAE = 4096
@@ -55,7 +56,7 @@ def write_dictionary(dict_root: Path, name: str = "sample", seed: int = 0) -> Pa
     from sae.testing import write_saelens_dictionary
 
     dictionary = make_dictionary(seed)
-    folder = Path(dict_root) / name / f"layer_{LAYER}"
+    folder = dictionary_layer_folder(dict_root, name, LAYER)
     write_saelens_dictionary(folder, dictionary.W_enc, dictionary.b_enc, dictionary.W_dec, dictionary.b_dec,
                              cfg_overrides={"hook_name": f"blocks.{LAYER}.hook_resid_post",
                                            "activation_convention": "hf_raw"})

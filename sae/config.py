@@ -40,6 +40,15 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def dictionary_layer_folder(dict_root: Path | str, name: str, layer: int) -> Path:
+    """`<dict_root>/<name>/layer_<layer>`: where one layer's dictionary lives.
+
+    The one statement of the layout, shared by the service that reads dictionaries and by the training, labelling
+    and sample commands that write them, so writers and reader cannot drift apart.
+    """
+    return Path(dict_root) / name / f"layer_{int(layer)}"
+
+
 @dataclass(frozen=True)
 class SAEConfig:
     """Where dictionaries live and how decoding is batched.
@@ -84,10 +93,6 @@ class SAEConfig:
             enable_service=(env.get("ENABLE_SAE_SERVICE", "1").strip().lower() not in ("0", "false", "no", "off")),
         )
 
-    @property
-    def dictionary_dir(self) -> Path:
-        return self.dict_root / self.dict_name
-
     def layer_folder(self, layer: int) -> Path:
         """The folder holding the dictionary of one captured layer."""
-        return self.dictionary_dir / f"layer_{int(layer)}"
+        return dictionary_layer_folder(self.dict_root, self.dict_name, layer)

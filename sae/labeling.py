@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sae.config import dictionary_layer_folder
 from sae.dictionary import load_dictionary
 from sae.labels import save_labels
 from sae.training import Corpus, capture
@@ -42,7 +43,7 @@ class LabelConfig:
 
     @property
     def folder(self) -> Path:
-        return Path(self.dict_root) / self.name / f"layer_{self.layer}"
+        return dictionary_layer_folder(self.dict_root, self.name, self.layer)
 
 
 @dataclass

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from sae.config import dictionary_layer_folder
+
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -55,7 +57,7 @@ class TrainConfig:
 
     @property
     def folder(self) -> Path:
-        return Path(self.dict_root) / self.name / f"layer_{self.layer}"
+        return dictionary_layer_folder(self.dict_root, self.name, self.layer)
 
 
 @dataclass
