@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from django.test import override_settings
 
-from explainer.models import Outbox, Trace, TraceEvent
+from explainer.models import Trace, TraceEvent
 from tests.local_servers import private_redis
 
 pytestmark = pytest.mark.django_db
@@ -146,9 +146,8 @@ def test_identical_event_resent_is_acknowledged_without_duplicate_work(writer, d
         second = post(writer, finalize())
     assert first.status_code == second.status_code == 202
     assert TraceEvent.objects.filter(event_type="finalize").count() == 1
-    assert Outbox.objects.count() == 1
-    assert Outbox.objects.get().published_at is not None
-    assert redis_flush.llen("default") == 1  # one chain message on the broker
+    assert Trace.objects.get().stage == "load"
+    assert redis_flush.llen("default") == 1  # one stage message on the broker
 
 
 def test_new_event_for_a_finalized_trace_is_409(writer):
@@ -162,8 +161,8 @@ def test_new_event_for_a_finalized_trace_is_409(writer):
 def test_completion_with_final_true_finalizes(writer):
     response = post(writer, completion(final=True))
     assert response.status_code == 202
-    assert Trace.objects.get().finalized_at is not None
-    assert Outbox.objects.count() == 1
+    trace = Trace.objects.get()
+    assert trace.finalized_at is not None and trace.run_id is not None and trace.stage == "load"
 
 
 def test_missing_key_is_401_with_challenge(client_for):
@@ -196,9 +195,9 @@ def test_redis_stopped_is_503_with_retry_after_and_no_rows(alice, client_for):
         try:
             assert post(writer, completion("up")).status_code == 202
             server.stop()
-            before = (Trace.objects.count(), TraceEvent.objects.count(), Outbox.objects.count())
+            before = (Trace.objects.count(), TraceEvent.objects.count())
             response = post(writer, completion("down", final=True))
-            after = (Trace.objects.count(), TraceEvent.objects.count(), Outbox.objects.count())
+            after = (Trace.objects.count(), TraceEvent.objects.count())
         finally:
             services._redis.cache_clear()
     assert response.status_code == 503
