@@ -196,7 +196,7 @@ def traces_sweep(*, limit: int = 500) -> SweepResult:
             stage_publish(trace_pk=pk, run_id=str(run_id), stage=Stage(stage))
             result.republished.append(pk)
     if result.republished or result.failed:
-        logger.info("sweep: re-published %d stages, failed %d traces", len(result.republished), len(result.failed))
+        logger.warning("sweep: re-published %d stages, failed %d traces", len(result.republished), len(result.failed))
     return result
 
 

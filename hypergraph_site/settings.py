@@ -116,6 +116,10 @@ DEAD_LETTER_MAX_REPLAYS = env.int("DEAD_LETTER_MAX_REPLAYS", default=3)
 # Seconds a client is asked to wait when a dependency (Redis, the database) is down.
 RETRY_AFTER_S = env.int("RETRY_AFTER_S", default=5)
 
+# --- API keys -------------------------------------------------------------------------------------
+# A verified key is remembered per process this long; revoking takes effect elsewhere within it.
+API_KEY_CACHE_S = env.float("API_KEY_CACHE_S", default=10.0)
+
 # --- Ingest: every size a client sends has a maximum -------------------------------------------------
 INGEST_MAX_BODY_BYTES = env.int("INGEST_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES + 1024 * 1024

@@ -178,6 +178,27 @@ def test_unknown_or_revoked_key_is_401(alice, client_for):
     assert post(client_for(key), finalize()).status_code == 401
 
 
+def test_a_revoked_key_stops_working_at_once_here_and_within_the_cache_time_elsewhere(alice, client_for, settings):
+    import time
+
+    tenant, key = alice
+    client = client_for(key)
+    assert post(client, completion("a")).status_code == 202  # verified and cached
+    api_key = tenant.api_keys.get()
+    api_key.revoked = True
+    api_key.save()  # revoked in this process: the cache is dropped
+    assert post(client, completion("b")).status_code == 401
+
+    api_key.revoked = False
+    api_key.save()
+    settings.API_KEY_CACHE_S = 0.3
+    assert post(client, completion("c")).status_code == 202
+    tenant.api_keys.update(revoked=True)  # as another process would revoke it: no signal here
+    assert post(client, completion("d")).status_code == 202
+    time.sleep(0.35)
+    assert post(client, completion("e")).status_code == 401
+
+
 def test_key_without_write_scope_is_403(charlie, client_for):
     response = post(client_for(charlie[1]), finalize())
     assert response.status_code == 403
