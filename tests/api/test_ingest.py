@@ -150,6 +150,21 @@ def test_identical_event_resent_is_acknowledged_without_duplicate_work(writer, d
     assert redis_flush.llen("default") == 1  # one stage message on the broker
 
 
+def test_different_events_of_one_type_are_all_stored(writer, alice, client_for):
+    """Two `activations` events on one trace (layers 3 and 5) are two events, not one and a duplicate."""
+    layer_3 = activations(layer=3, data=_f16(np.full((2, 4), 0.5)))
+    layer_5 = activations(layer=5, data=_f16(np.full((2, 4), -1.5)))
+    for body in (completion(), layer_3, layer_5, layer_3):  # the last is a true re-send of layer 3
+        assert post(writer, body).status_code == 202
+    stored = TraceEvent.objects.filter(trace__trace_id="t-1", event_type="activations")
+    assert sorted(event.payload["layer"] for event in stored) == [3, 5]
+    assert client_for(alice[1]).get("/v1/traces/t-1").json()["counts"]["events"] == 3
+
+    # Same layer, different rows (a second chunk at another token offset) is new data too.
+    assert post(writer, activations(layer=3, token_offset=2, data=_f16(np.full((2, 4), 0.5)))).status_code == 202
+    assert client_for(alice[1]).get("/v1/traces/t-1").json()["counts"]["events"] == 4
+
+
 def test_new_event_for_a_finalized_trace_is_409(writer):
     post(writer, completion())
     post(writer, finalize())
