@@ -154,7 +154,7 @@ def test_different_events_of_one_type_are_all_stored(writer, alice, client_for):
     """Two `activations` events on one trace (layers 3 and 5) are two events, not one and a duplicate."""
     layer_3 = activations(layer=3, data=_f16(np.full((2, 4), 0.5)))
     layer_5 = activations(layer=5, data=_f16(np.full((2, 4), -1.5)))
-    for body in (completion(), layer_3, layer_5, layer_3):  # the last is a true re-send of layer 3
+    for body in (completion(tokens=["a"] * 6), layer_3, layer_5, layer_3):  # the last is a true re-send of layer 3
         assert post(writer, body).status_code == 202
     stored = TraceEvent.objects.filter(trace__trace_id="t-1", event_type="activations")
     assert sorted(event.payload["layer"] for event in stored) == [3, 5]

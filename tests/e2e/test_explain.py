@@ -11,6 +11,7 @@ import hif
 from explainer.models import Explanation, Trace
 from explainer.samples import LAYER, make_dictionary, sample_events
 from ingest.client import IngestError
+from tests.e2e.graphs import graph_features
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,17 +26,6 @@ def _acts_of(event: dict) -> np.ndarray:
         return np.asarray(payload["data"], dtype=np.float32)
     raw = base64.b64decode(payload["data"])
     return np.frombuffer(raw, dtype="<f2").reshape(payload["shape"]).astype(np.float32)
-
-
-def _graph_features(doc: dict) -> set[str]:
-    """Feature ids in the graph: feature nodes plus the members that supernodes stand for."""
-    ids = set()
-    for node in doc["nodes"]:
-        if node["type"] == "sae_feature":
-            ids.add(node["id"])
-        elif node["type"] == "circuit_supernode":
-            ids.update(node["attributes"]["members"])
-    return ids
 
 
 @pytest.mark.parametrize("trace_id", ["sample-biology", "sample-finance", "sample-code"])
@@ -59,7 +49,7 @@ def test_sample_trace_is_explained_end_to_end(http, trace_id):
     dense = np.maximum((x - dictionary.b_dec) @ dictionary.W_enc + dictionary.b_enc, 0)
     strongest = np.argsort(-dense.max(axis=0))[:5]
     expected = {f"feat_{LAYER}_{i}" for i in strongest.tolist()}
-    assert expected <= _graph_features(doc)
+    assert expected <= graph_features(doc)
     assert all(inc["metadata"]["type"] == "causal_circuit" for inc in doc["incidences"])
     expected_method = {"sentence": "acdc", "token": "shapley"}[events[0]["granularity"]]
     assert {inc["metadata"]["method"] for inc in doc["incidences"]} == {expected_method}

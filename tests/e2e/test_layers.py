@@ -12,6 +12,7 @@ from explainer.samples import D_IN, make_dictionary, planted_activations
 from explainer.text import tokenize
 from sae.config import dictionary_layer_folder
 from sae.testing import write_saelens_dictionary
+from tests.e2e.graphs import graph_features
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,17 +42,6 @@ def two_layer_dictionaries(e2e_dirs):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _features_in(doc: dict) -> set[str]:
-    """Feature ids in the graph: feature nodes plus the members that supernodes stand for."""
-    ids = set()
-    for node in doc["nodes"]:
-        if node["type"] == "sae_feature":
-            ids.add(node["id"])
-        elif node["type"] == "circuit_supernode":
-            ids.update(node["attributes"]["members"])
-    return ids
-
-
 def test_two_activations_events_of_two_layers_are_both_stored_and_explained(http, two_layer_dictionaries):
     dictionary = two_layer_dictionaries
     tokens = tokenize(TEXT)
@@ -75,7 +65,7 @@ def test_two_activations_events_of_two_layers_are_both_stored_and_explained(http
 
     status, doc = http.get("/v1/traces/two-layers/graph")
     assert status == 200
-    features = _features_in(doc)
+    features = graph_features(doc)
     for layer, x in acts.items():
         # Test-side encoder: each layer's strongest features must be in the graph under that layer's ids.
         dense = np.maximum((x - dictionary.b_dec) @ dictionary.W_enc + dictionary.b_enc, 0)
