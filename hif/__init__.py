@@ -3,6 +3,7 @@
 No Django imports: the Celery pipeline, the API and command-line tools all call these functions directly.
 """
 
+from . import ids
 from .build import build_hif
 from .canonical import dumps_canonical
 from .config import HypergraphConfig
@@ -16,6 +17,7 @@ __all__ = [
     "build_hif",
     "dumps_canonical",
     "from_hif_standard",
+    "ids",
     "prune_and_group",
     "to_hif_standard",
     "to_neuronpedia_graph",

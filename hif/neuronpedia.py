@@ -9,11 +9,11 @@ supernode, input token) to each effect (output token). Output tokens follow the 
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
-_FEATURE_ID = re.compile(r"^feat_(\d+)_(\d+)$")
+from .ids import parse_feature_node
+
 _FEATURE_TYPE = "cross layer transcoder"  # the viewer's type for dictionary features
 
 
@@ -34,13 +34,13 @@ def _token_id(node: dict) -> int:
 
 def _feature_layer(node: dict) -> int:
     """The layer in the id (`feat_<layer>_<index>`, what node ids are built from), else the `layer` field."""
-    match = _FEATURE_ID.match(node["id"])
-    return int(match.group(1)) if match else node.get("layer", 0)
+    parsed = parse_feature_node(node["id"])
+    return parsed[0] if parsed else node.get("layer", 0)
 
 
 def _member_layers(node: dict) -> list[int]:
     members = (node.get("attributes") or {}).get("members", [])
-    return [int(m.group(1)) for m in map(_FEATURE_ID.match, members) if m]
+    return [parsed[0] for parsed in map(parse_feature_node, members) if parsed]
 
 
 def _create_time_ms(created_at: str) -> int | None:
@@ -98,9 +98,9 @@ def to_neuronpedia_graph(
                      "jsNodeId": node["id"], "clerp": node["label"]}
             supernodes.append([node["label"], node["id"]])
         else:
-            match = _FEATURE_ID.match(node["id"])
+            parsed = parse_feature_node(node["id"])
             layer = _feature_layer(node)
-            feature = int(match.group(2)) if match else None
+            feature = parsed[1] if parsed else None
             key = feature if feature is not None else node["id"]
             entry = {"node_id": f"{layer}_{key}_{c}", "feature": feature, "layer": str(layer),
                      "feature_type": _FEATURE_TYPE, "jsNodeId": f"{layer}_{key}-{c}", "clerp": node["label"]}

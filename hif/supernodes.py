@@ -7,12 +7,12 @@ listed keeps the structure visible. Only prefixes with at least `supernode_min_g
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
+
+from . import ids as idscheme
 
 MAX_LISTED_MEMBERS = 200
 
@@ -33,18 +33,13 @@ def label_prefix(label: object, delim: str) -> str | None:
     return prefix or None
 
 
-def _slug(prefix: str) -> str:
-    slug = re.sub(r"[^0-9a-z]+", "_", prefix.lower()).strip("_")
-    return slug or "h" + hashlib.sha1(prefix.encode("utf-8")).hexdigest()[:10]
-
-
 def plan_supernodes(
     candidates: np.ndarray, ids: list[str], records: list[dict], activation: np.ndarray, delim: str, min_group: int
 ) -> list[Supernode]:
     """Group the candidate feature nodes by label prefix.
 
-    Ids are `super_<slug>`; when two prefixes slug alike, or a slug names an existing node, `_2`, `_3`, ... is
-    appended in prefix order, so the id depends only on the set of labels and never on input order.
+    Ids are `super_<slug>` (`hif.ids.supernode`); when two prefixes slug alike, or a slug names an existing node,
+    `_2`, `_3`, ... is appended in prefix order, so the id depends only on the set of labels, never on input order.
     Members are listed sorted by id (the first MAX_LISTED_MEMBERS of them); the supernode's activation_strength
     is its members' maximum, used to rank supernodes against each other under the node cap.
     """
@@ -57,7 +52,7 @@ def plan_supernodes(
     planned = []
     for prefix in sorted(p for p, members in groups.items() if len(members) >= min_group):
         members = sorted(groups[prefix], key=ids.__getitem__)
-        base = node_id = f"super_{_slug(prefix)}"
+        base = node_id = idscheme.supernode(prefix)
         suffix = 2
         while node_id in taken:
             node_id, suffix = f"{base}_{suffix}", suffix + 1
