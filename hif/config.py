@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -19,16 +18,15 @@ _ENV = {
     "supernode_label_delim": ("HG_LABEL_DELIM", str),
 }
 
-# Limits where a larger value keeps more of the graph; `tightened` may only lower them.
+# Limits where a larger value keeps more of the graph.
 _UPPER_LIMITS = ("per_token_incident_cap", "max_nodes", "max_incidences")
 
 
 @dataclass(frozen=True)
 class HypergraphConfig:
-    """How much of an attribution hypergraph survives into the HIF document.
+    """How much of an attribution hypergraph survives into the HIF document: the one pruning configuration.
 
-    Frozen so one instance can be shared by every Celery task; backpressure derives a stricter copy per call
-    with `tightened` instead of mutating the process-wide value.
+    Frozen so one instance can be shared by every Celery task.
     """
 
     min_edge_weight: float = 0.01
@@ -66,20 +64,3 @@ class HypergraphConfig:
             except ValueError as exc:
                 raise ValueError(f"{var}={raw!r} is not a valid {cast.__name__}") from exc
         return cls(**values)
-
-    def tightened(self, **overrides: float | int) -> HypergraphConfig:
-        """Return a copy whose limits are at least as strict as this one's.
-
-        Backpressure passes smaller caps or a higher weight threshold when the system is loaded; taking the
-        stricter of the two values means a stale or careless override can never loosen an operator's setting.
-        Use `dataclasses.replace` for arbitrary changes.
-        """
-        values: dict[str, Any] = {}
-        for name, value in overrides.items():
-            if name == "min_edge_weight":
-                values[name] = max(self.min_edge_weight, float(value))
-            elif name in _UPPER_LIMITS:
-                values[name] = min(getattr(self, name), int(value))
-            else:
-                raise TypeError(f"tightened() accepts only limits, not {name!r}")
-        return dataclasses.replace(self, **values)

@@ -34,9 +34,10 @@ def label_prefix(label: object, delim: str) -> str | None:
 
 
 def plan_supernodes(
-    candidates: np.ndarray, ids: list[str], records: list[dict], activation: np.ndarray, delim: str, min_group: int
+    candidates: np.ndarray, ids: list[str], labels: list[str | None], activation: np.ndarray, delim: str,
+    min_group: int
 ) -> list[Supernode]:
-    """Group the candidate feature nodes by label prefix.
+    """Group the candidate feature nodes (rows of `ids` and `labels`) by label prefix.
 
     Ids are `super_<slug>` (`hif.ids.supernode`); when two prefixes slug alike, or a slug names an existing node,
     `_2`, `_3`, ... is appended in prefix order, so the id depends only on the set of labels, never on input order.
@@ -45,7 +46,7 @@ def plan_supernodes(
     """
     groups: dict[str, list[int]] = {}
     for i in candidates.tolist():
-        prefix = label_prefix(records[i].get("label"), delim)
+        prefix = label_prefix(labels[i], delim)
         if prefix is not None:
             groups.setdefault(prefix, []).append(i)
     taken = set(ids)

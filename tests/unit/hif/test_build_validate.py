@@ -1,5 +1,6 @@
 import copy
 import gzip
+from datetime import datetime, timezone
 import json
 import subprocess
 import sys
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hif import HypergraphConfig, build_hif, dumps_canonical, validate_hif
+from hif import Graph, HypergraphConfig, build_hif, dumps_canonical, validate_hif
 from hif.cli import main
 
 from .graphs import META, feat, inc, tok_in, tok_out
@@ -47,7 +48,7 @@ def test_build_produces_a_valid_v1_document(doc):
 
 
 def test_build_records_the_limits_actually_applied():
-    cfg = HypergraphConfig().tightened(max_nodes=10, min_edge_weight=0.5)
+    cfg = HypergraphConfig(max_nodes=10, min_edge_weight=0.5)
     built = build_hif([feat("feat_3_0"), tok_out(0)], [inc("a", ["feat_3_0", "token_out_0"], 0.4)], dict(META), cfg)
     assert built["meta"]["limits"]["max_nodes"] == 10 and built["meta"]["limits"]["min_edge_weight"] == 0.5
     assert built["incidences"] == [] and built["nodes"] == []
@@ -60,8 +61,27 @@ def test_build_refuses_extra_or_missing_meta():
     partial = {k: v for k, v in META.items() if k not in ("granularity", "model_hash")}
     with pytest.raises(ValueError, match="granularity"):
         build_hif([], [], partial, HypergraphConfig())
-    no_hash = {k: v for k, v in META.items() if k != "model_hash"}
-    assert build_hif([], [], no_hash, HypergraphConfig())["meta"]["model_hash"] == ""
+
+
+def test_build_defaults_model_hash_and_created_at_like_the_seed():
+    seed_meta = {k: v for k, v in META.items() if k not in ("model_hash", "created_at")}
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    meta = build_hif([], [], seed_meta, HypergraphConfig())["meta"]
+    created = datetime.fromisoformat(meta["created_at"])
+    assert meta["model_hash"] == "" and created.tzinfo is not None and created.utcoffset().total_seconds() == 0
+    assert before <= created <= datetime.now(timezone.utc)
+    assert meta["created_at"] == created.isoformat(timespec="seconds")  # ISO 8601, whole seconds
+    assert build_hif([], [], {**seed_meta, "created_at": None}, HypergraphConfig())["meta"]["created_at"]
+    given = datetime(2025, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+    built = build_hif([], [], {**seed_meta, "created_at": given}, HypergraphConfig())
+    assert built["meta"]["created_at"] == "2025-05-06T07:08:09+00:00"
+
+
+def test_build_takes_a_graph_or_the_seed_form_and_refuses_other_arities():
+    with pytest.raises(TypeError, match="build_hif"):
+        build_hif([], dict(META), HypergraphConfig())
+    with pytest.raises(TypeError, match="build_hif"):
+        build_hif(Graph.from_records([], []), [], dict(META), HypergraphConfig())
 
 
 def test_dumps_canonical_is_key_order_free_and_refuses_nan():

@@ -50,13 +50,3 @@ def test_empty_delimiter_is_refused():
 def test_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         HypergraphConfig().max_nodes = 1
-
-
-def test_tightened_only_makes_limits_stricter():
-    cfg = HypergraphConfig(min_edge_weight=0.05, max_nodes=100, max_incidences=1000, per_token_incident_cap=20)
-    stricter = cfg.tightened(min_edge_weight=0.2, max_nodes=10, max_incidences=5000, per_token_incident_cap=30)
-    assert stricter.min_edge_weight == 0.2 and stricter.max_nodes == 10
-    assert stricter.max_incidences == 1000 and stricter.per_token_incident_cap == 20
-    assert cfg.tightened(min_edge_weight=0.0).min_edge_weight == 0.05
-    with pytest.raises(TypeError):
-        cfg.tightened(grouping="none")

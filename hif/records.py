@@ -1,8 +1,9 @@
-"""Columnar views of the pipeline's node and incidence lists.
+"""The dict form of a graph: reading node and incidence dicts into columns, and writing rows back as v1 dicts.
 
-Pruning 200k incidences with a Python loop per rule is too slow for the prune_build stage, so the dict lists are
-read once into numpy arrays (one row per node or incidence, one row per (incidence, node) pair) and every rule
-works on those arrays. The original dicts are kept only to emit the few that survive.
+Graphs given as lists of dicts (the seed system's form, tests, other producers) are read once: the columns the
+pruner needs (kinds, activations, weights, membership) become arrays, and each input dict is kept so that the
+few rows that survive pruning are written from it with every field it had. Any key the closed v1 schema does not
+know moves into `attributes` instead of being dropped.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-KIND_FEATURE, KIND_SUPERNODE, KIND_INPUT, KIND_OUTPUT = 0, 1, 2, 3
+# Node types of the v1 contract; a node's kind code is the index of its type name.
 TYPE_NAMES = ("sae_feature", "circuit_supernode", "input_token", "output_token")
+KIND_FEATURE, KIND_SUPERNODE, KIND_INPUT, KIND_OUTPUT = range(len(TYPE_NAMES))
 _KIND_OF = {name: kind for kind, name in enumerate(TYPE_NAMES)}
 
 NODE_KEYS = ("id", "type", "label", "layer", "position", "activation_strength", "attributes")
@@ -32,26 +34,30 @@ _INDEX_KEYS = ("layer", "position")
 
 
 @dataclass
-class NodeTable:
-    """Unique nodes: `records[i]` is the input dict of node `ids[i]` (normalised only when emitted)."""
+class NodeRecords:
+    """Unique nodes read from dicts: `records[i]` is the dict of node `ids[i]`; columns as in `hif.graph.Nodes`."""
 
     records: list[dict]
     ids: list[str]
-    kind: np.ndarray  # [N] int8, KIND_*
-    activation: np.ndarray  # [N] float64, -inf where absent so it ranks last
     index: dict[str, int]
+    kind: np.ndarray
+    layer: np.ndarray
+    position: np.ndarray
+    activation: np.ndarray
+    label: list[str | None]
     duplicates: int
 
 
 @dataclass
-class IncidenceTable:
-    """Unique incidences plus their flattened membership (pair_inc[p] lists node pair_node[p])."""
+class IncidenceRecords:
+    """Unique incidences read from dicts; `members[offsets[i]:offsets[i + 1]]` are the node rows of `records[i]`
+    in the order listed (-1 for an id that names no node)."""
 
     records: list[dict]
     ids: list[str]
-    weight: np.ndarray  # [M] float64, clamped into [0, 1]; NaN stays NaN so it can be dropped
-    pair_inc: np.ndarray  # [P] int64
-    pair_node: np.ndarray  # [P] int64, -1 for an id that names no node
+    weight: np.ndarray
+    offsets: np.ndarray
+    members: np.ndarray
     duplicates: int
 
 
@@ -113,110 +119,8 @@ def normalize_node(raw: dict) -> dict:
     return out
 
 
-def _content_key(record: dict) -> str:
-    """Order-free tie-break between two records that share an id (so input order never decides)."""
-    return json.dumps(record, sort_keys=True, default=repr)
-
-
-def read_nodes(nodes: list[dict]) -> NodeTable:
-    """Index the nodes by id; of several nodes with one id the one with the smallest content key wins."""
-    ids = [n["id"] for n in nodes]
-    index = dict(zip(ids, range(len(ids))))
-    duplicates = len(ids) - len(index)
-    if duplicates:
-        best: dict[str, tuple[str, dict]] = {}
-        for raw in nodes:
-            key = _content_key(normalize_node(raw))
-            if raw["id"] not in best or key < best[raw["id"]][0]:
-                best[raw["id"]] = (key, raw)
-        nodes = [raw for _, raw in best.values()]
-        ids = [n["id"] for n in nodes]
-        index = dict(zip(ids, range(len(ids))))
-    kind = np.fromiter(map(_KIND_OF.get, [n.get("type") for n in nodes], repeat(KIND_FEATURE)), np.int8, len(nodes))
-    activation = _activations([n.get("activation_strength") for n in nodes])
-    return NodeTable(list(nodes), ids, kind, activation, index, duplicates)
-
-
-def _activations(values: list[Any]) -> np.ndarray:
-    """Activation strengths as float64, -inf where absent or not a finite real number, so they rank last.
-
-    When every value is a plain float, int or None (what producers send), one np.array call converts them all
-    (None becomes NaN, then -inf); anything else (bools, numpy scalars, strings) goes through `finite_float`
-    one by one, because np.array would silently accept bools and numeric strings.
-    """
-    if _PLAIN_NUMBER_TYPES.issuperset(map(type, values)):
-        try:
-            activation = np.array(values, dtype=np.float64)
-        except OverflowError:
-            pass
-        else:
-            activation[~np.isfinite(activation)] = -math.inf
-            return activation
-    strengths = map(finite_float, values)
-    return np.fromiter((-math.inf if s is None else s for s in strengths), np.float64, len(values))
-
-
-def _node_indices(flat: list[str], index: dict[str, int]) -> np.ndarray:
-    """Index of each node id, -1 for ids that name no node.
-
-    `itemgetter(*ids)(index)` looks all ids up in one C call (a third faster than a Python-level map at 400k
-    ids); it raises on the first unknown id, and only then is the slower lookup with a default needed. The
-    resulting tuple of ints goes through np.fromiter with a known count, which skips np.array's shape
-    discovery (a quarter faster).
-    """
-    if len(flat) > 1:
-        try:
-            return np.fromiter(itemgetter(*flat)(index), np.int64, len(flat))
-        except KeyError:
-            pass
-    return np.fromiter(map(index.get, flat, repeat(-1)), np.int64, len(flat))
-
-
-def read_incidences(incidences: list[dict], index: dict[str, int]) -> IncidenceTable:
-    """Flatten incidences into pair arrays; of several with one id the heaviest (then smallest content) wins.
-
-    One Python pass touches each incidence dict once: at 200k dicts the cost is memory traffic, so reading
-    id, weight and node_ids together beats one comprehension per field. The lengths list becomes an array
-    through np.fromiter with a known count, which skips np.array's shape discovery (about 1.5x faster).
-    """
-    ids: list[str] = []
-    raw_weights: list[Any] = []
-    lengths: list[int] = []
-    flat: list[str] = []
-    add_id, add_weight, add_length, add_nodes = ids.append, raw_weights.append, lengths.append, flat.extend
-    for inc in incidences:
-        add_id(inc["id"])
-        add_weight(inc["weight"])
-        node_ids = inc["node_ids"]
-        add_length(len(node_ids))
-        add_nodes(node_ids)
-    try:
-        weight = np.clip(np.array(raw_weights, dtype=np.float64), 0.0, 1.0)  # NaN passes through clip unchanged
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"every incidence weight must be a number: {exc}") from exc
-    pair_node = _node_indices(flat, index)
-    pair_inc = np.repeat(np.arange(len(ids), dtype=np.int64), np.fromiter(lengths, np.int64, len(lengths)))
-    duplicates = len(ids) - len(set(ids))
-    records = incidences
-    if duplicates:
-        best: dict[str, tuple[float, str, int]] = {}
-        for i, inc in enumerate(incidences):
-            w = -1.0 if math.isnan(weight[i]) else float(weight[i])
-            cand = (-w, _content_key(inc), i)
-            if inc["id"] not in best or cand[:2] < best[inc["id"]][:2]:
-                best[inc["id"]] = cand
-        keep = np.zeros(len(ids), dtype=bool)
-        keep[[entry[2] for entry in best.values()]] = True
-        new_index = np.cumsum(keep) - 1
-        pair_keep = keep[pair_inc]
-        pair_inc, pair_node = new_index[pair_inc[pair_keep]], pair_node[pair_keep]
-        kept = np.flatnonzero(keep).tolist()
-        records, ids, weight = [incidences[i] for i in kept], [ids[i] for i in kept], weight[keep]
-    return IncidenceTable(records, ids, weight, pair_inc, pair_node, duplicates)
-
-
 def emit_incidence(raw: dict, node_ids: list[str], weight: float) -> dict:
-    """The v1 form of one surviving incidence.
+    """The v1 form of one incidence with the given members and weight.
 
     `metadata` keeps only the keys the schema names (type, method, window, description, provenance); any other
     metadata key, and any unknown top-level key, moves into `attributes` so it is preserved but cannot break
@@ -236,3 +140,142 @@ def emit_incidence(raw: dict, node_ids: list[str], weight: float) -> dict:
     if attributes is not None:
         out["attributes"] = attributes
     return out
+
+
+def merge_key(record: dict) -> tuple:
+    """(type, method, window) of one incidence's metadata; Nones where it has no metadata dict or key."""
+    metadata = record.get("metadata")
+    if not isinstance(metadata, dict):
+        return (None, None, None)
+    return (metadata.get("type"), metadata.get("method"), metadata.get("window"))
+
+
+def _content_key(record: dict) -> str:
+    """Order-free tie-break between two records that share an id (so input order never decides)."""
+    return json.dumps(record, sort_keys=True, default=repr)
+
+
+def read_nodes(nodes: list[dict]) -> NodeRecords:
+    """Index the nodes by id; of several nodes with one id the one with the smallest content key wins."""
+    ids = [n["id"] for n in nodes]
+    index = dict(zip(ids, range(len(ids))))
+    duplicates = len(ids) - len(index)
+    if duplicates:
+        best: dict[str, tuple[str, dict]] = {}
+        for raw in nodes:
+            key = _content_key(normalize_node(raw))
+            if raw["id"] not in best or key < best[raw["id"]][0]:
+                best[raw["id"]] = (key, raw)
+        nodes = [raw for _, raw in best.values()]
+        ids = [n["id"] for n in nodes]
+        index = dict(zip(ids, range(len(ids))))
+    kind = np.fromiter(map(_KIND_OF.get, [n.get("type") for n in nodes], repeat(KIND_FEATURE)), np.int8, len(nodes))
+    labels = [n.get("label") for n in nodes]
+    return NodeRecords(
+        records=list(nodes),
+        ids=ids,
+        index=index,
+        kind=kind,
+        layer=_index_column([n.get("layer") for n in nodes]),
+        position=_index_column([n.get("position") for n in nodes]),
+        activation=_activations([n.get("activation_strength") for n in nodes]),
+        label=[label if type(label) is str else None for label in labels],
+        duplicates=duplicates,
+    )
+
+
+def _index_column(values: list[Any]) -> np.ndarray:
+    """Layers or positions as int64, -1 where absent or not a non-negative integer (what `normalize_node` keeps).
+
+    Plain ints (what producers send) convert in one call; anything else goes through `_as_int` one by one.
+    """
+    if all(type(v) is int for v in values):
+        try:
+            column = np.array(values, dtype=np.int64).reshape(len(values))
+        except OverflowError:
+            pass
+        else:
+            column[column < 0] = -1
+            return column
+    ints = (_as_int(v) for v in values)
+    return np.fromiter((-1 if i is None or i < 0 or i >= 2**63 else i for i in ints), np.int64, len(values))
+
+
+def _activations(values: list[Any]) -> np.ndarray:
+    """Activation strengths as float64, NaN where absent or not a finite real number.
+
+    When every value is a plain float, int or None (what producers send), one np.array call converts them all
+    (None becomes NaN); anything else (bools, numpy scalars, strings) goes through `finite_float` one by one,
+    because np.array would silently accept bools and numeric strings.
+    """
+    if _PLAIN_NUMBER_TYPES.issuperset(map(type, values)):
+        try:
+            activation = np.array(values, dtype=np.float64).reshape(len(values))
+        except OverflowError:
+            pass
+        else:
+            activation[~np.isfinite(activation)] = math.nan
+            return activation
+    strengths = map(finite_float, values)
+    return np.fromiter((math.nan if s is None else s for s in strengths), np.float64, len(values))
+
+
+def _node_indices(flat: list[str], index: dict[str, int]) -> np.ndarray:
+    """Index of each node id, -1 for ids that name no node.
+
+    `itemgetter(*ids)(index)` looks all ids up in one C call (a third faster than a Python-level map at 400k
+    ids); it raises on the first unknown id, and only then is the slower lookup with a default needed. The
+    resulting tuple of ints goes through np.fromiter with a known count, which skips np.array's shape
+    discovery (a quarter faster).
+    """
+    if len(flat) > 1:
+        try:
+            return np.fromiter(itemgetter(*flat)(index), np.int64, len(flat))
+        except KeyError:
+            pass
+    return np.fromiter(map(index.get, flat, repeat(-1)), np.int64, len(flat))
+
+
+def read_incidences(incidences: list[dict], index: dict[str, int]) -> IncidenceRecords:
+    """Flatten incidences into member arrays; of several with one id the heaviest (then smallest content) wins.
+
+    One Python pass touches each incidence dict once: at 200k dicts the cost is memory traffic, so reading
+    id, weight and node_ids together beats one comprehension per field. The lengths list becomes an array
+    through np.fromiter with a known count, which skips np.array's shape discovery (about 1.5x faster).
+    """
+    ids: list[str] = []
+    raw_weights: list[Any] = []
+    lengths: list[int] = []
+    flat: list[str] = []
+    add_id, add_weight, add_length, add_nodes = ids.append, raw_weights.append, lengths.append, flat.extend
+    for inc in incidences:
+        add_id(inc["id"])
+        add_weight(inc["weight"])
+        node_ids = inc["node_ids"]
+        add_length(len(node_ids))
+        add_nodes(node_ids)
+    try:
+        weight = np.array(raw_weights, dtype=np.float64).reshape(len(raw_weights))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"every incidence weight must be a number: {exc}") from exc
+    members = _node_indices(flat, index)
+    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(lengths, np.int64, len(lengths)), out=offsets[1:])
+    duplicates = len(ids) - len(set(ids))
+    records = incidences
+    if duplicates:
+        clamped = np.clip(weight, 0.0, 1.0)
+        best: dict[str, tuple[float, str, int]] = {}
+        for i, inc in enumerate(incidences):
+            w = -1.0 if math.isnan(clamped[i]) else float(clamped[i])
+            cand = (-w, _content_key(inc), i)
+            if inc["id"] not in best or cand[:2] < best[inc["id"]][:2]:
+                best[inc["id"]] = cand
+        kept = sorted(entry[2] for entry in best.values())
+        lengths_kept = np.diff(offsets)[kept]
+        starts = offsets[kept]
+        members = members[np.repeat(starts - np.cumsum(lengths_kept) + lengths_kept, lengths_kept)
+                          + np.arange(int(lengths_kept.sum()))]
+        offsets = np.r_[0, np.cumsum(lengths_kept)].astype(np.int64)
+        records, ids, weight = [incidences[i] for i in kept], [ids[i] for i in kept], weight[kept]
+    return IncidenceRecords(list(records), ids, weight, offsets, members, duplicates)
