@@ -8,7 +8,7 @@ class Deadline:
     """The end of the compute phase of one `attribute` call.
 
     `reserve_ms` is held back for what must happen after the methods stop (saliency for unfinished windows and
-    building the incidence dicts), so the call as a whole returns within its budget. `allows(cost_s)` refuses a step
+    building the graph), so the call as a whole returns within its budget. `allows(cost_s)` refuses a step
     that is expected to run past the end, which keeps the overshoot to well under one step.
     """
 

@@ -14,7 +14,8 @@ class AttributionConfig:
     """How hard attribution may work for one trace.
 
     `max_samples` bounds subset tests per feature (acdc) and permutations per token (shapley); the budgets bound the
-    whole `attribute` call, so one slow trace cannot stall the pipeline behind it.
+    whole `attribute` call, so one slow trace cannot stall the pipeline behind it. How much of the graph is kept
+    (minimum weight, per-token cap) is the hypergraph's configuration (`hif.HypergraphConfig`, HG_*), not this one.
     """
 
     method_sentence: str = "acdc"
@@ -23,8 +24,6 @@ class AttributionConfig:
     token_budget_ms: float = 3500.0
     max_samples: int = 512
     early_stop_delta: float = 0.01
-    per_token_cap: int = 256
-    min_edge_weight: float = 0.01
     random_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -38,10 +37,6 @@ class AttributionConfig:
             raise ValueError("ATTR_MAX_SAMPLES must be at least 1")
         if self.early_stop_delta < 0:
             raise ValueError("ATTR_EARLY_STOP_DELTA must not be negative")
-        if self.per_token_cap < 1:
-            raise ValueError("ATTR_PER_TOKEN_CAP must be at least 1")
-        if not 0.0 <= self.min_edge_weight <= 1.0:
-            raise ValueError("ATTR_MIN_EDGE_WEIGHT must lie in [0, 1]")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "AttributionConfig":
@@ -54,8 +49,6 @@ class AttributionConfig:
             token_budget_ms=float(env.get("ATTR_TOKEN_BUDGET_MS", default.token_budget_ms)),
             max_samples=int(env.get("ATTR_MAX_SAMPLES", default.max_samples)),
             early_stop_delta=float(env.get("ATTR_EARLY_STOP_DELTA", default.early_stop_delta)),
-            per_token_cap=int(env.get("ATTR_PER_TOKEN_CAP", default.per_token_cap)),
-            min_edge_weight=float(env.get("ATTR_MIN_EDGE_WEIGHT", default.min_edge_weight)),
             random_seed=int(env.get("ATTR_RANDOM_SEED", default.random_seed)),
         )
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import hif
+
 
 @dataclass(frozen=True)
 class LayerFeatures:
@@ -50,12 +52,13 @@ class Unembedding:
 class AttributionResult:
     """What one `attribute` call produced.
 
-    `method` is the method actually used (the requested one unless every window fell back to saliency);
+    `graph` holds the incidences and the nodes they name (features with labels and peak activations, output
+    tokens); `method` is the method actually used (the requested one unless every window fell back to saliency);
     `fell_back`/`reason` say whether and why some or all windows were attributed by saliency instead; `samples` is the
     mean number of samples per attributed window.
     """
 
-    incidences: list[dict]
+    graph: hif.Graph
     method: str
     value: str
     fell_back: bool
@@ -96,7 +99,8 @@ class Estimates:
                          self.se[mask], self.samples[mask], self.converged[mask], fallback_from)
 
 
-def check_layers(layers: Sequence[LayerFeatures], token_ids: Sequence[int] | None) -> int:
+def check_layers(layers: Sequence[LayerFeatures], token_ids: Sequence[int] | None,
+                 tokens: Sequence[str] | None = None) -> int:
     """Validate shapes across layers and return T; structural errors are the caller's bug, so they raise."""
     if not layers:
         raise ValueError("attribute needs at least one layer")
@@ -112,4 +116,6 @@ def check_layers(layers: Sequence[LayerFeatures], token_ids: Sequence[int] | Non
             raise ValueError(f"layer {lf.layer}: W_dec {lf.W_dec.shape} does not match d_model {lf.acts.shape[1]}")
     if token_ids is not None and len(token_ids) != n:
         raise ValueError(f"token_ids has {len(token_ids)} entries for {n} output positions")
+    if tokens is not None and len(tokens) != n:
+        raise ValueError(f"tokens has {len(tokens)} entries for {n} output positions")
     return n

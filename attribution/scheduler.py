@@ -2,23 +2,24 @@
 
 Budget plan for one call: (1) saliency for every window first — it is cheap, it is the fallback, and timing it tells
 how busy the machine is; (2) the method's units get a first estimate each, then refine in turns, until a compute
-deadline that holds back the expected cost of the output (scaled by that load factor); (3) incidences are built
-strongest-first per window and building stops at the budget, so the call returns within the budget even on a
-saturated machine (with fewer incidences, said in `reason`).
+deadline that holds back the expected cost of the output (scaled by that load factor; a tighter per-window cap, said
+in `reason`, when the output alone would take too much of the budget); (3) the graph is built in columns.
 """
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+import hif
+
 from . import metrics
 from .budget import Deadline
 from .config import AttributionConfig
-from .incidences import build_incidences, emit_cost_ms, window_labels
+from .graph import build_graph, output_cost_ms
 from .inputs import AttributionResult, Estimates, LayerFeatures, Unembedding, check_layers
 from .registry import unit_builder
 from .saliency import saliency_estimates
@@ -27,7 +28,7 @@ from .value import value_function
 
 log = logging.getLogger(__name__)
 
-SAFETY_MS = 10.0  # slack between the compute deadline and the output reserve, and before the hard end
+SAFETY_MS = 10.0  # slack between the compute deadline and the output reserve
 STEP_COST_MARGIN = 1.5  # a step may run slower than the last one did (cache, a busy machine)
 OUTPUT_SHARE = 0.5  # most of the budget the output alone may take; bigger outputs keep each window's strongest
 SALIENCY_SECONDS_PER_ENTRY = 1e-7  # saliency on an idle machine, per active (position, feature) entry
@@ -35,24 +36,30 @@ MAX_LOAD_FACTOR = 8.0
 
 
 def attribute(layers: Sequence[LayerFeatures], *, granularity: str, windows: Sequence[tuple[int, int]],
-              token_ids: Sequence[int] | None, unembedding: Unembedding | None,
-              config: AttributionConfig) -> AttributionResult:
+              token_ids: Sequence[int] | None, unembedding: Unembedding | None, config: AttributionConfig,
+              graph_config: hif.HypergraphConfig | None = None, labels: Mapping[int, Mapping[int, str]] | None = None,
+              tokens: Sequence[str] | None = None) -> AttributionResult:
     """Attribute every window's output to the SAE features of every layer, within the granularity's budget.
 
     Sentence granularity uses `windows` (half-open position spans); token granularity makes one window per output
     position. Units (a window, or a block of token positions, of one layer) first each get a first estimate, then
     take turns refining until they converge, hit `max_samples`, or the deadline comes. Units without a first
     estimate by then, or whose method raised, are attributed by saliency and marked so.
+
+    The result's graph already applies `graph_config`'s `min_edge_weight` and per-token cap (the HIF build applies
+    them again, with ties by id); features are labelled from `labels[layer][index]`, output tokens by `tokens`.
     """
     started = time.perf_counter()
     with single_threaded_blas():
-        return _attribute(layers, granularity, windows, token_ids, unembedding, config, started)
+        return _attribute(layers, granularity, windows, token_ids, unembedding, config,
+                          graph_config or hif.HypergraphConfig(), labels or {}, tokens, started)
 
 
 def _attribute(layers: Sequence[LayerFeatures], granularity: str, windows: Sequence[tuple[int, int]],
                token_ids: Sequence[int] | None, unembedding: Unembedding | None, config: AttributionConfig,
-               started: float) -> AttributionResult:
-    n_positions = check_layers(layers, token_ids)
+               graph_config: hif.HypergraphConfig, labels: Mapping[int, Mapping[int, str]],
+               tokens: Sequence[str] | None, started: float) -> AttributionResult:
+    n_positions = check_layers(layers, token_ids, tokens)
     spans = _windows(granularity, windows, n_positions)
     vf = value_function(unembedding, token_ids)
     requested = config.method_for(granularity)
@@ -62,7 +69,8 @@ def _attribute(layers: Sequence[LayerFeatures], granularity: str, windows: Seque
     saliency = {lf.layer: saliency_estimates(lf, spans, np.arange(len(spans))) for lf in layers}
     entries = sum(int(np.count_nonzero(np.asarray(lf.values) > 0)) for lf in layers)
     load = (time.perf_counter() - began) / max(1e-4, SALIENCY_SECONDS_PER_ENTRY * entries)
-    plan = _plan_output(entries, spans, config.per_token_cap, budget, min(MAX_LOAD_FACTOR, max(1.0, load)))
+    plan = _plan_output(entries, spans, graph_config.per_token_incident_cap, budget,
+                        min(MAX_LOAD_FACTOR, max(1.0, load)))
 
     if requested == "saliency":
         outcome, estimates = _Outcome(total=0), list(saliency.values())
@@ -72,24 +80,21 @@ def _attribute(layers: Sequence[LayerFeatures], granularity: str, windows: Seque
         estimates = outcome.estimates + [
             est.select(np.isin(est.window, ids), fallback_from=requested)
             for layer, ids in outcome.fallback().items() for est in [saliency[layer]]]
-    incidences, cut_at = build_incidences(
-        estimates, windows=spans, labels=window_labels(granularity, len(spans)), value=vf.name,
-        min_edge_weight=config.min_edge_weight, per_token_cap=plan.per_window_cap,
-        stop_at=started + (budget - SAFETY_MS) / 1000.0)
+    graph = build_graph(
+        estimates, layers=layers, windows=spans, granularity=granularity, value=vf.name,
+        min_edge_weight=graph_config.min_edge_weight, per_token_cap=plan.per_window_cap, labels=labels,
+        tokens=[f"token {p}" for p in range(n_positions)] if tokens is None else tokens)
 
     used = "saliency" if requested == "saliency" or outcome.started == 0 else requested
     fell_back = requested != "saliency" and outcome.fallen > 0
     notes = [outcome.reason(requested, budget) if fell_back else None, plan.note]
-    if cut_at is not None:
-        notes.append(f"output cut at the {cut_at} strongest incidences per window when the {budget:.0f} ms budget "
-                     f"ran out")
     reason = "; ".join(n for n in notes if n) or None
     elapsed = time.perf_counter() - started
     metrics.record_call(method=used, requested=requested, granularity=granularity, seconds=elapsed,
                         cut_short=requested != "saliency" and (fell_back or outcome.cut_short))
     if reason:
         log.info("attribution (%s, %s): %s", requested, granularity, reason)
-    return AttributionResult(incidences=incidences, method=used, value=vf.name, fell_back=fell_back, reason=reason,
+    return AttributionResult(graph=graph, method=used, value=vf.name, fell_back=fell_back, reason=reason,
                              samples=outcome.mean_samples(), elapsed_ms=elapsed * 1000.0)
 
 
@@ -116,14 +121,15 @@ def _plan_output(entries: int, spans: list[tuple[int, int]], cap: int, budget: f
     """Time to hold back for building the output at the measured load, and a tighter per-window cap if building
     it alone would take more than `OUTPUT_SHARE` of the budget (the hypergraph stage caps incidences far lower)."""
     mean_length = sum(e - s for s, e in spans) / max(1, len(spans))
-    per_incidence = load * emit_cost_ms(1, mean_length)
+    per_incidence = load * output_cost_ms(0, 1, mean_length)
     expected = min(entries, cap * len(spans))
     note = None
     if expected * per_incidence > OUTPUT_SHARE * budget:
         cap = max(1, min(cap, int(OUTPUT_SHARE * budget / per_incidence) // max(1, len(spans))))
         expected = min(entries, cap * len(spans))
         note = f"output limited to the {cap} strongest incidences per window to stay within the {budget:.0f} ms budget"
-    return _OutputPlan(expected * per_incidence + 2 * SAFETY_MS, cap, note)
+    sorting = load * output_cost_ms(entries, 0, mean_length)  # every estimate is sorted, whatever the cap keeps
+    return _OutputPlan(sorting + expected * per_incidence + 2 * SAFETY_MS, cap, note)
 
 
 class _Outcome:

@@ -23,6 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from attribution import AttributionConfig, LayerFeatures, Unembedding, attribute  # noqa: E402
+from hif import HypergraphConfig  # noqa: E402
 
 T, K, D, D_SAE, VOCAB, LAYER = 256, 64, 768, 16384, 8192, 6
 REPEATS = 3
@@ -61,7 +62,8 @@ def synthetic_trace(bias: float, error: float, seed: int = 0):
 
 
 def weights(result) -> dict[str, float]:
-    return {inc["id"]: inc["weight"] for inc in result.incidences}
+    incidences = result.graph.incidences
+    return dict(zip(result.graph.incidence_ids(np.arange(len(incidences))), incidences.weight.tolist()))
 
 
 def mean_abs_error(run: dict[str, float], reference: dict[str, float]) -> tuple[float, float]:
@@ -71,11 +73,10 @@ def mean_abs_error(run: dict[str, float], reference: dict[str, float]) -> tuple[
 
 
 def samples_used(result) -> tuple[float, int]:
-    per_window: dict[str, int] = {}
-    for inc in result.incidences:
-        window = inc["metadata"]["window"]
-        per_window[window] = max(per_window.get(window, 0), inc["attributes"]["samples"])
-    counts = list(per_window.values())
+    incidences = result.graph.incidences
+    per_window = np.full(len(incidences.windows), -1)
+    np.maximum.at(per_window, incidences.window, incidences.samples)
+    counts = per_window[per_window >= 0]
     return float(np.mean(counts)), int(max(counts))
 
 
@@ -99,15 +100,15 @@ def run_scenario(name: str, bias: float, error: float) -> None:
             result = attribute([layer], config=base, **kwargs)
             times.append((time.perf_counter() - began) * 1000)
         mean_samples, max_samples = samples_used(result)
-        converged = np.mean([inc["attributes"]["converged"] for inc in result.incidences])
+        converged = np.mean(result.graph.incidences.converged)
         # Errors are measured on every feature's weight (threshold and cap lifted): near the per-window cap a feature
         # can drop in or out on a tiny change, which says nothing about the estimate.
-        lifted = replace(base, min_edge_weight=0.0, per_token_cap=10**9)
-        full = attribute([layer], config=lifted, **kwargs)
-        reference_config = replace(lifted, max_samples=REFERENCE_FACTOR * max_samples, early_stop_delta=0.0,
+        lifted = HypergraphConfig(min_edge_weight=0.0, per_token_incident_cap=10**9)
+        full = attribute([layer], config=base, graph_config=lifted, **kwargs)
+        reference_config = replace(base, max_samples=REFERENCE_FACTOR * max_samples, early_stop_delta=0.0,
                                    sentence_budget_ms=1e9, token_budget_ms=1e9)
         began = time.perf_counter()
-        reference = attribute([layer], config=reference_config, **kwargs)
+        reference = attribute([layer], config=reference_config, graph_config=lifted, **kwargs)
         reference_s = time.perf_counter() - began
         ref_mean, ref_max = samples_used(reference)
         mae, worst = mean_abs_error(weights(full), weights(reference))
@@ -119,7 +120,7 @@ def run_scenario(name: str, bias: float, error: float) -> None:
               f"min {min(times):.1f}, max {max(times):.1f}; target {target:.0f})  method_used={result.method} "
               f"fell_back={result.fell_back}")
         print(f"{'':17s}samples/window mean {mean_samples:.1f} max {max_samples}  converged {converged:.1%}  "
-              f"incidences {len(result.incidences)}")
+              f"incidences {len(result.graph.incidences)}")
         print(f"{'':17s}reference: samples/window mean {ref_mean:.1f} max {ref_max} ({reference_s:.1f} s)  "
               f"MAE {mae:.4f} (max abs error {worst:.4f}; target 0.02) over all features' weights")
         print(f"{'':17s}saliency on the same trace: {saliency_ms:.1f} ms")

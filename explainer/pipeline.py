@@ -7,7 +7,6 @@ libraries' own input errors) are permanent: the trace fails with the message, th
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 
@@ -199,27 +198,6 @@ def sae_decode_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecode
 
 # --- attribute -----------------------------------------------------------------------------------------
 
-def _feature_nodes(layers: list["attribution.LayerFeatures"], incidences: list[dict],
-                   labels: dict[int, dict[int, str]]) -> list[dict]:
-    """One node per feature some incidence references, with its label and peak activation in this trace."""
-    referenced = {nid for inc in incidences for nid in inc["node_ids"] if nid.startswith("feat_")}
-    nodes = []
-    for lf in layers:
-        flat_idx, flat_val = lf.indices.ravel(), lf.values.ravel()
-        peak = np.zeros(int(flat_idx.max()) + 1 if flat_idx.size else 0, dtype=np.float32)
-        np.maximum.at(peak, flat_idx, flat_val)
-        for index in np.unique(flat_idx[flat_val > 0]).tolist():
-            node_id = f"feat_{lf.layer}_{index}"
-            if node_id in referenced:
-                nodes.append({
-                    "id": node_id, "type": "sae_feature", "layer": lf.layer,
-                    "label": labels.get(lf.layer, {}).get(index, f"L{lf.layer} feature {index}"),
-                    "activation_strength": float(peak[index]),
-                    "attributes": {"feature_index": index},
-                })
-    return nodes
-
-
 def attribute_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeService") -> None:
     info = store.load_json(trace.pk, "trace")
     acts = _layer_arrays(store.load_arrays(trace.pk, "acts"), "layer_")
@@ -236,14 +214,9 @@ def attribute_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeS
     result = attribution.attribute(
         layers, granularity=trace.granularity, windows=[tuple(w) for w in info["windows"]],
         token_ids=info["token_ids"], unembedding=unembedding, config=attribution_config(),
+        graph_config=hypergraph_config(), labels=labels, tokens=info["tokens"],
     )
-    token_nodes = [{"id": f"token_out_{i}", "type": "output_token", "label": tok, "position": i}
-                   for i, tok in enumerate(info["tokens"])]
-    store.save_json(trace.pk, "attribution", {
-        "nodes": _feature_nodes(layers, result.incidences, labels) + token_nodes,
-        "incidences": result.incidences,
-        "method": result.method, "value": result.value, "fell_back": result.fell_back, "reason": result.reason,
-    })
+    store.save_arrays(trace.pk, "attribution", result.graph.to_arrays())
 
 
 def _unembedding_near(layer_folder: Path) -> "attribution.Unembedding | None":
@@ -254,17 +227,16 @@ def _unembedding_near(layer_folder: Path) -> "attribution.Unembedding | None":
 # --- prune and build, persist -------------------------------------------------------------------------
 
 def build_stage(trace: Trace, store: ArtifactStore) -> None:
-    graph = store.load_json(trace.pk, "attribution")
+    graph = hif.Graph.from_arrays(store.load_arrays(trace.pk, "attribution"))
     dictionaries = store.load_json(trace.pk, "dictionaries")
-    meta = {
+    meta = {  # created_at: build_hif stamps now (UTC)
         "model_name": trace.model_name,
         "model_hash": trace.model_hash,
         "sae_dictionary": settings.DICT_NAME if not dictionaries else
         ",".join(sorted({Path(d["folder"]).parent.name for d in dictionaries.values()})),
         "granularity": trace.granularity,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    document = hif.build_hif(graph["nodes"], graph["incidences"], meta, hypergraph_config())
+    document = hif.build_hif(graph, meta, hypergraph_config())
     errors = hif.validate_hif(document)
     if errors:
         raise PipelineError("built graph is not valid HIF v1: " + "; ".join(errors[:5]))

@@ -26,7 +26,8 @@ _UPPER_LIMITS = ("per_token_incident_cap", "max_nodes", "max_incidences")
 class HypergraphConfig:
     """How much of an attribution hypergraph survives into the HIF document: the one pruning configuration.
 
-    Frozen so one instance can be shared by every Celery task.
+    Attribution applies `min_edge_weight` and `per_token_incident_cap` already, to keep its graph small; the
+    build applies all of it. Frozen so one instance can be shared by every Celery task.
     """
 
     min_edge_weight: float = 0.01

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from attribution import LayerFeatures, Unembedding
+from attribution import AttributionResult, LayerFeatures, Unembedding
 
 
 def make_layer(*, T: int = 6, k: int = 5, d: int = 16, d_sae: int = 40, layer: int = 3, seed: int = 0,
@@ -19,6 +19,11 @@ def make_layer(*, T: int = 6, k: int = 5, d: int = 16, d_sae: int = 40, layer: i
     values = rng.exponential(1.0, (T, k)).astype(np.float32)
     acts = b_dec + np.einsum("tk,tkd->td", values, w_dec[indices]) + error * rng.standard_normal((T, d))
     return LayerFeatures(layer, acts.astype(np.float32), indices, values, w_dec, b_dec)
+
+
+def incidences_of(result: AttributionResult) -> list[dict]:
+    """The result's incidences as the v1 dicts a HIF document would show (unpruned)."""
+    return result.graph.to_records()[1]
 
 
 def make_unembedding(d: int = 16, vocab: int = 11, seed: int = 1, norm: bool = True) -> Unembedding:

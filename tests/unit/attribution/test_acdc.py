@@ -8,8 +8,9 @@ from attribution import AttributionConfig, LayerFeatures, Unembedding, attribute
 from attribution.acdc import AcdcWindow
 from attribution.budget import Deadline
 from attribution.value import value_function
+from hif import HypergraphConfig, ids
 
-from .helpers import make_layer, make_unembedding, reference_value
+from .helpers import incidences_of, make_layer, make_unembedding, reference_value
 
 D, VOCAB, TOKEN = 24, 5, 2
 
@@ -38,12 +39,12 @@ def planted_trace(*, norm: bool, seed: int = 0):
 def test_planted_feature_gets_top_weight(norm):
     lf, un, tokens = planted_trace(norm=norm)
     result = attribute([lf], granularity="sentence", windows=[(0, 3), (3, 6)], token_ids=tokens, unembedding=un,
-                       config=AttributionConfig(min_edge_weight=0.0))
+                       config=AttributionConfig(), graph_config=HypergraphConfig(min_edge_weight=0.0))
     assert result.method == "acdc" and result.value == "logit"
     for window in ("sent-0", "sent-1"):
-        incs = [i for i in result.incidences if i["metadata"]["window"] == window]
+        incs = [i for i in incidences_of(result) if i["metadata"]["window"] == window]
         top = max(incs, key=lambda i: i["weight"])
-        assert top["node_ids"][0] == "feat_4_100" and top["weight"] == 1.0
+        assert top["node_ids"][0] == ids.feature_node(4, 100) and top["weight"] == 1.0
         others = [i["weight"] for i in incs if i is not top]
         assert max(others) < 0.5
 
@@ -52,10 +53,9 @@ def test_orthogonal_feature_gets_no_incidence():
     lf, un, tokens = planted_trace(norm=False)
     result = attribute([lf], granularity="sentence", windows=[(0, 6)], token_ids=tokens, unembedding=un,
                        config=AttributionConfig())
-    ids = {i["node_ids"][0] for i in result.incidences}
-    assert "feat_4_100" in ids and "feat_4_200" not in ids
-    assert not any(i["node_ids"][0].startswith("feat_4_") and int(i["node_ids"][0].rsplit("_")[-1]) < 100
-                   for i in result.incidences)
+    features = {ids.parse_feature_node(i["node_ids"][0]) for i in incidences_of(result)}
+    assert (4, 100) in features and (4, 200) not in features
+    assert not any(layer == 4 and index < 100 for layer, index in features)
 
 
 def _window(lf, un, tokens, span, **kw) -> AcdcWindow:

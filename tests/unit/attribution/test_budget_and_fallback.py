@@ -11,7 +11,7 @@ from safetensors.numpy import save_file
 from attribution import AttributionConfig, LayerFeatures, attribute, load_unembedding
 from attribution.acdc import AcdcWindow
 
-from .helpers import make_layer, make_unembedding
+from .helpers import incidences_of, make_layer, make_unembedding
 
 
 def _run(granularity, seed, **kw):
@@ -22,11 +22,11 @@ def _run(granularity, seed, **kw):
 
 @pytest.mark.parametrize("granularity", ["sentence", "token"])
 def test_same_seed_gives_identical_output(granularity):
-    first, again = _run(granularity, 3), _run(granularity, 3)
-    assert first.incidences == again.incidences
-    other = _run(granularity, 4)
-    assert [i["id"] for i in other.incidences] != [] and \
-        [i["attributes"]["effect"] for i in other.incidences] != [i["attributes"]["effect"] for i in first.incidences]
+    first, again = incidences_of(_run(granularity, 3)), incidences_of(_run(granularity, 3))
+    assert first == again
+    other = incidences_of(_run(granularity, 4))
+    assert [i["id"] for i in other] != [] and \
+        [i["attributes"]["effect"] for i in other] != [i["attributes"]["effect"] for i in first]
 
 
 def huge_layer(T=1024, k=64, d=1024, d_sae=8192, layer=0) -> LayerFeatures:
@@ -49,11 +49,11 @@ def test_budget_is_respected_on_huge_input(granularity, budget):
                        unembedding=un, config=config)
     elapsed_ms = (time.perf_counter() - began) * 1000
     assert elapsed_ms <= budget + 50, elapsed_ms
-    assert result.incidences and result.fell_back and "budget" in result.reason
-    methods = {i["metadata"]["method"] for i in result.incidences}
+    incidences = incidences_of(result)
+    assert incidences and result.fell_back and "budget" in result.reason
+    methods = {i["metadata"]["method"] for i in incidences}
     assert "saliency" in methods
-    assert all(i["attributes"].get("fallback_from") for i in result.incidences if i["metadata"]["method"] ==
-               "saliency")
+    assert all(i["attributes"].get("fallback_from") for i in incidences if i["metadata"]["method"] == "saliency")
 
 
 def test_no_first_estimate_in_budget_means_saliency_everywhere():
@@ -62,7 +62,7 @@ def test_no_first_estimate_in_budget_means_saliency_everywhere():
     result = attribute([lf], granularity="sentence", windows=[(0, 8)], token_ids=None, unembedding=None,
                        config=AttributionConfig(sentence_budget_ms=0.001))
     assert result.method == "saliency" and result.fell_back and "first estimate" in result.reason
-    assert {i["metadata"]["method"] for i in result.incidences} == {"saliency"}
+    assert {i["metadata"]["method"] for i in incidences_of(result)} == {"saliency"}
     assert REGISTRY.get_sample_value("attribution_early_stop_total", {"method": "acdc"}) == before + 1
 
 
@@ -76,7 +76,8 @@ def test_a_failing_method_falls_back_with_its_reason(monkeypatch):
     result = attribute([make_layer(T=6)], granularity="sentence", windows=[(0, 3), (3, 6)], token_ids=None,
                        unembedding=None, config=AttributionConfig())
     assert result.method == "saliency" and result.fell_back and "boom" in result.reason
-    assert result.incidences and all(i["metadata"]["method"] == "saliency" for i in result.incidences)
+    incidences = incidences_of(result)
+    assert incidences and all(i["metadata"]["method"] == "saliency" for i in incidences)
     assert REGISTRY.get_sample_value("attribution_method_total",
                                      {"method": "saliency", "granularity": "sentence"}) == before + 1
     assert REGISTRY.get_sample_value("attribution_latency_seconds_count",

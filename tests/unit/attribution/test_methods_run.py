@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from attribution import AttributionConfig, attribute
+from hif import ids
 
-from .helpers import make_layer, make_unembedding
+from .helpers import incidences_of, make_layer, make_unembedding
 
 
 @pytest.mark.parametrize("granularity,method", [("sentence", "acdc"), ("token", "shapley"), ("token", "acdc")])
@@ -23,17 +24,19 @@ def test_method_produces_labelled_incidences(granularity, method, with_unembeddi
                        unembedding=un, config=config)
     assert result.method == method and not result.fell_back and result.reason is None
     assert result.value == ("logit" if with_unembedding else "cosine")
-    assert result.incidences and result.samples > 0
+    incidences = incidences_of(result)
+    assert incidences and result.samples > 0
     layers_seen = set()
-    for inc in result.incidences:
-        assert inc["id"].startswith(f"att_{method}_")
+    for inc in incidences:
+        layer, index = ids.parse_feature_node(inc["node_ids"][0])
+        assert inc["id"] == ids.incidence(method, inc["metadata"]["window"], layer, index)
         assert inc["metadata"]["method"] == method
         assert inc["attributes"]["value"] == result.value
         assert 0.0 < inc["weight"] <= 1.0
         assert isinstance(inc["attributes"]["converged"], bool) and inc["attributes"]["samples"] >= 1
-        layers_seen.add(inc["node_ids"][0].split("_")[1])
-    assert layers_seen == {"2", "5"}
-    json.dumps(result.incidences, allow_nan=False)
+        layers_seen.add(layer)
+    assert layers_seen == {2, 5}
+    json.dumps(result.graph.to_records(), allow_nan=False)
 
 
 def test_each_window_and_layer_has_a_top_feature_of_weight_one():
@@ -41,5 +44,5 @@ def test_each_window_and_layer_has_a_top_feature_of_weight_one():
     result = attribute([lf], granularity="sentence", windows=[(0, 4), (4, 8)], token_ids=list(range(8)),
                        unembedding=make_unembedding(d=16), config=AttributionConfig())
     for window in ("sent-0", "sent-1"):
-        weights = [i["weight"] for i in result.incidences if i["metadata"]["window"] == window]
+        weights = [i["weight"] for i in incidences_of(result) if i["metadata"]["window"] == window]
         assert max(weights) == 1.0

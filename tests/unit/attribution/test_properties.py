@@ -1,17 +1,14 @@
 """Invariants of `attribute` on arbitrary small traces (hypothesis)."""
 from __future__ import annotations
 
-import re
-
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attribution import AttributionConfig, LayerFeatures, attribute
+from hif import HypergraphConfig, ids
 
-from .helpers import make_layer, make_unembedding
-
-FEAT = re.compile(r"^feat_(\d+)_(\d+)$")
+from .helpers import incidences_of, make_layer, make_unembedding
 
 
 @st.composite
@@ -35,27 +32,37 @@ def traces(draw):
 def test_incidences_are_well_formed(trace, granularity, logit, method, cap, min_weight):
     lf, windows = trace
     T = lf.n_positions
-    config = AttributionConfig(method_sentence=method, method_token=method, per_token_cap=cap,
-                               min_edge_weight=min_weight, max_samples=16)
+    config = AttributionConfig(method_sentence=method, method_token=method, max_samples=16)
     result = attribute([lf], granularity=granularity, windows=windows, token_ids=[1] * T if logit else None,
-                       unembedding=make_unembedding(d=12) if logit else None, config=config)
+                       unembedding=make_unembedding(d=12) if logit else None, config=config,
+                       graph_config=HypergraphConfig(min_edge_weight=min_weight, per_token_incident_cap=cap))
     assert not result.fell_back
     spans = windows if granularity == "sentence" else [(i, i + 1) for i in range(T)]
     per_window: dict[str, int] = {}
     active = {(p, int(f)) for p in range(T) for f, v in zip(lf.indices[p], lf.values[p]) if v > 0}
-    for inc in result.incidences:
+    graph = result.graph
+    incidences = incidences_of(result)
+    for row, inc in enumerate(incidences):
         assert 0.0 < inc["weight"] <= 1.0 and inc["weight"] >= min_weight
         window = inc["metadata"]["window"]
-        j = int(window.split("-")[1])
+        j = int(graph.incidences.window[row])
+        assert window == ids.window(granularity, j)
         s, e = spans[j]
-        match = FEAT.match(inc["node_ids"][0])
-        assert match and int(match.group(1)) == lf.layer
-        feature = int(match.group(2))
+        layer, feature = ids.parse_feature_node(inc["node_ids"][0])
+        assert layer == lf.layer
         assert any((p, feature) in active for p in range(s, e))  # only features that fire in the window
-        assert inc["node_ids"][1:] == [f"token_out_{i}" for i in range(s, e)]
+        assert inc["node_ids"][1:] == [ids.output_token(i) for i in range(s, e)]
         per_window[window] = per_window.get(window, 0) + 1
     assert all(n <= cap for n in per_window.values())
-    assert len({inc["id"] for inc in result.incidences}) == len(result.incidences)
+    assert len({inc["id"] for inc in incidences}) == len(incidences)
+    nodes = graph.to_records()[0]
+    features = [n for n in nodes if n["type"] == "sae_feature"]
+    assert {n["id"] for n in features} == {inc["node_ids"][0] for inc in incidences}  # exactly those named
+    for node in features:
+        peak = max(float(v) for row_i, row_v in zip(lf.indices, lf.values) for i, v in zip(row_i, row_v)
+                   if i == node["attributes"]["feature_index"])
+        assert node["activation_strength"] == peak and node["layer"] == lf.layer
+    assert [n["position"] for n in nodes if n["type"] == "output_token"] == list(range(T))
 
 
 def test_window_without_active_features_yields_nothing():
@@ -67,5 +74,5 @@ def test_window_without_active_features_yields_nothing():
         result = attribute([lf], granularity=granularity, windows=[(0, 2), (2, 4)], token_ids=[0, 1, 2, 3],
                            unembedding=make_unembedding(d=16), config=AttributionConfig())
         assert not result.fell_back
-        windows = {inc["metadata"]["window"] for inc in result.incidences}
+        windows = {inc["metadata"]["window"] for inc in incidences_of(result)}
         assert windows == ({"sent-0"} if granularity == "sentence" else {"tok-0", "tok-1"})
