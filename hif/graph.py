@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -132,28 +131,29 @@ class Graph:
 
     def to_records(self) -> tuple[list[dict], list[dict]]:
         """Every node and incidence as a v1 dict (unpruned; members in stored order, unknown ones left out)."""
-        inc, node_ids = self.incidences, self.node_ids
+        inc, node_ids = self.incidences, self.node_ids()
         known = inc.members >= 0
         flat = [node_ids[j] for j in inc.members[known].tolist()]
         ends = np.cumsum(np.bincount(inc.owners()[known], minlength=len(inc))).tolist()
         lists = [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)]
         rows = np.arange(len(inc))
-        return self.emit_nodes(np.arange(len(self.nodes))), self.emit_incidences(rows, lists, inc.weight.tolist())
+        nodes = self.emit_nodes(np.arange(len(self.nodes)), node_ids)
+        return nodes, self.emit_incidences(rows, lists, inc.weight.tolist())
 
     # --- ids and writing rows ---------------------------------------------------------------------------
 
-    @cached_property
-    def node_ids(self) -> list[str]:
-        """The id of every node row (given, or minted by `hif.ids`)."""
+    def node_ids(self, rows: np.ndarray | None = None) -> list[str]:
+        """The ids of node `rows` (of every node when None): given, or minted by `hif.ids`."""
         nodes = self.nodes
+        rows = np.arange(len(nodes)) if rows is None else rows
         if nodes.ids is not None:
-            return nodes.ids
-        out = np.empty(len(nodes), dtype=object)
-        feature = nodes.kind == KIND_FEATURE
-        out[feature] = idscheme.feature_nodes(nodes.layer[feature], nodes.feature[feature])
-        for kind, prefix in ((KIND_INPUT, idscheme.INPUT_TOKEN), (KIND_OUTPUT, idscheme.OUTPUT_TOKEN)):
-            rows = nodes.kind == kind
-            out[rows] = idscheme.token_nodes(prefix, nodes.position[rows])
+            return [nodes.ids[i] for i in rows.tolist()]
+        kind = nodes.kind[rows]
+        out = np.empty(len(rows), dtype=object)
+        feature = rows[kind == KIND_FEATURE]
+        out[kind == KIND_FEATURE] = idscheme.feature_nodes(nodes.layer[feature], nodes.feature[feature])
+        for token_kind, prefix in ((KIND_INPUT, idscheme.INPUT_TOKEN), (KIND_OUTPUT, idscheme.OUTPUT_TOKEN)):
+            out[kind == token_kind] = idscheme.token_nodes(prefix, nodes.position[rows[kind == token_kind]])
         return out.tolist()
 
     def incidence_ids(self, rows: np.ndarray) -> list[str]:
@@ -164,6 +164,38 @@ class Graph:
         feature = inc.members[inc.offsets[rows]]
         return idscheme.incidences(inc.methods, inc.windows, inc.method[rows], inc.window[rows],
                                    self.nodes.layer[feature], self.nodes.feature[feature])
+
+    def node_sort_keys(self) -> np.ndarray:
+        """[N] integers that sort the node rows as their ids sort (computed, not minted, for a columnar graph)."""
+        nodes = self.nodes
+        if nodes.ids is None:
+            keys = idscheme.node_order(nodes.kind == KIND_FEATURE, nodes.kind == KIND_INPUT, nodes.layer,
+                                       nodes.feature, nodes.position)
+            if keys is not None:
+                return keys
+        ids = self.node_ids()
+        ranks = np.empty(len(nodes), dtype=np.int64)
+        ranks[sorted(range(len(nodes)), key=ids.__getitem__)] = np.arange(len(nodes))
+        return ranks
+
+    def node_ids_starting(self, prefix: str) -> set[str]:
+        """The node ids that begin with `prefix` (none, without minting any, when minted ids cannot)."""
+        if self.nodes.ids is None and not any(minted.startswith(prefix) or prefix.startswith(minted)
+                                              for minted in idscheme.MINTED_NODE_PREFIXES):
+            return set()
+        return {node_id for node_id in self.node_ids() if node_id.startswith(prefix)}
+
+    def incidence_sort_keys(self, rows: np.ndarray) -> np.ndarray:
+        """Keys that sort incidence `rows` as their ids sort: numbers for a columnar graph (no id is minted),
+        the ids themselves otherwise."""
+        inc = self.incidences
+        if inc.ids is None:
+            lead = inc.members[inc.offsets[rows]]
+            keys = idscheme.incidence_order(inc.methods, inc.windows, inc.method[rows], inc.window[rows],
+                                            self.nodes.layer[lead], self.nodes.feature[lead])
+            if keys is not None:
+                return keys
+        return np.array(self.incidence_ids(rows))
 
     def merge_codes(self, rows: np.ndarray) -> np.ndarray:
         """An integer per row of `rows`, equal exactly when the incidences' (type, method, window) are equal."""
@@ -179,17 +211,17 @@ class Graph:
         codes_of = dict(zip(distinct, range(len(distinct))))
         return np.fromiter(map(codes_of.__getitem__, keys), np.int64, len(keys))
 
-    def emit_nodes(self, rows: np.ndarray) -> list[dict]:
-        """Node `rows` as v1 dicts."""
+    def emit_nodes(self, rows: np.ndarray, ids: list[str]) -> list[dict]:
+        """Node `rows`, whose ids are `ids`, as v1 dicts."""
         nodes = self.nodes
         if nodes.records is not None:
             return [normalize_node(nodes.records[i]) for i in rows.tolist()]
-        node_ids = self.node_ids
         out = []
-        columns = zip(rows.tolist(), nodes.kind[rows].tolist(), nodes.layer[rows].tolist(),
+        columns = zip(ids, rows.tolist(), nodes.kind[rows].tolist(), nodes.layer[rows].tolist(),
                       nodes.position[rows].tolist(), nodes.activation[rows].tolist(), nodes.feature[rows].tolist())
-        for i, kind, layer, position, activation, feature in columns:
-            node: dict[str, Any] = {"id": node_ids[i], "type": TYPE_NAMES[kind], "label": nodes.label[i]}
+        labels = nodes.label
+        for node_id, i, kind, layer, position, activation, feature in columns:
+            node: dict[str, Any] = {"id": node_id, "type": TYPE_NAMES[kind], "label": labels[i]}
             if layer >= 0:
                 node["layer"] = layer
             if position >= 0:

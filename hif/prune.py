@@ -18,8 +18,9 @@ from typing import Any, overload
 import numpy as np
 
 from .config import HypergraphConfig
-from .graph import KIND_FEATURE, KIND_INPUT, KIND_OUTPUT, KIND_SUPERNODE, Graph
-from .records import TYPE_NAMES, normalize_node
+from . import ids as idscheme
+from .graph import KIND_FEATURE, KIND_INPUT, KIND_SUPERNODE, Graph
+from .records import normalize_node
 from .supernodes import Supernode, plan_supernodes
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ _CAP_CLASS = np.array([2, 1, 0, 0], dtype=np.int8)
 # Position of a node's kind inside an incidence's node_ids: features (and supernodes) first, tokens last.
 _MEMBER_CLASS = np.array([0, 0, 1, 2], dtype=np.int8)
 # Order of nodes in the document: inputs, features, supernodes, outputs — the direction the graph reads.
-_DISPLAY_CLASS = {KIND_INPUT: 0, KIND_FEATURE: 1, KIND_SUPERNODE: 2, KIND_OUTPUT: 3}
+_DISPLAY_CLASS = np.array([1, 2, 0, 3], dtype=np.int8)
 
 
 class PrunedRecords(list):
@@ -104,7 +105,8 @@ def graph_and_config(source: Graph | list[dict], rest: tuple, usage: str) -> tup
     if isinstance(source, Graph) and len(rest) == 1:
         return source, rest[0]
     if not isinstance(source, Graph) and len(rest) == 2:
-        return Graph.from_records(source, rest[0]), rest[1]
+        with paused_collector():
+            return Graph.from_records(source, rest[0]), rest[1]
     raise TypeError(f"expected {usage}")
 
 
@@ -134,24 +136,39 @@ def paused_collector() -> Iterator[None]:
             gc.enable()
 
 
-def weight_id_order(weight: np.ndarray, ids_of: Callable[[np.ndarray], list[str]],
-                    candidates: np.ndarray) -> np.ndarray:
-    """`candidates` sorted by weight descending, then id ascending.
+def weight_id_order(weight: np.ndarray, candidates: np.ndarray,
+                    sort_keys: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """`candidates` sorted by weight descending, then id ascending (`sort_keys` orders rows as their ids).
 
-    A numeric sort does almost all the work; only runs of exactly equal weights (rare for real attributions,
-    common after clamping to 1.0) are then re-sorted by id, so ids are needed (or minted) for those rows alone.
+    A numeric sort does most of the work; only runs of exactly equal weights (common: attribution rounds weights
+    to 6 decimals, and each window's strongest feature has weight 1) are then re-sorted by id.
     """
     order = candidates[np.argsort(-weight[candidates])]
     sorted_w = weight[order]
     tie = sorted_w[1:] == sorted_w[:-1]
     if not tie.any():
         return order
-    run = np.cumsum(np.r_[True, ~tie]) - 1
+    run = np.concatenate(([0], np.cumsum(~tie)))
     in_tied_run = np.bincount(run)[run] > 1
     tied = order[in_tied_run]
-    tied_ids = np.array(ids_of(tied))
-    order[in_tied_run] = tied[np.lexsort((tied_ids, run[in_tied_run]))]
+    order[in_tied_run] = tied[np.lexsort((sort_keys(tied), run[in_tied_run]))]
     return order
+
+
+def _ranked_prefix(weight: np.ndarray, alive: np.ndarray, depth: int,
+                   sort_keys: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The first `depth` alive incidences in rank order (all of them, when fewer).
+
+    Selecting by weight is linear (a partition); only the selection, widened to every incidence that ties the
+    last one's weight, is sorted. Pruning needs no more: each rule decides an incidence from better-ranked ones.
+    """
+    if depth >= len(alive):
+        return weight_id_order(weight, alive, sort_keys)
+    if depth <= 0:
+        return alive[:0]
+    negative = -weight[alive]
+    boundary = np.partition(negative, depth - 1)[depth - 1]
+    return weight_id_order(weight, alive[negative <= boundary], sort_keys)[:depth]
 
 
 def _distinct_pairs(pair_inc: np.ndarray, pair_node: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,10 +178,30 @@ def _distinct_pairs(pair_inc: np.ndarray, pair_node: np.ndarray, n_nodes: int) -
     Callers pass pairs already grouped by incidence (only the few nodes within each are out of order), which
     the stable sort (timsort) exploits: about 3x faster than quicksort on such nearly sorted keys.
     """
+    ascending = (pair_inc[1:] > pair_inc[:-1]) | ((pair_inc[1:] == pair_inc[:-1]) & (pair_node[1:] > pair_node[:-1]))
+    if ascending.all():  # members listed in row order (what attribution gives): nothing to sort
+        return pair_inc, pair_node
     bits = max(int(n_nodes - 1).bit_length(), 1)  # shifts and masks, not a division, unpack the key
     key = np.sort((pair_inc << bits) | pair_node, kind="stable")
-    key = key[np.r_[np.ones(min(len(key), 1), dtype=bool), key[1:] != key[:-1]]]
+    key = key[_first_in_group(key)]
     return key >> bits, key & ((1 << bits) - 1)
+
+
+def _remapped_pairs(pi: np.ndarray, pn: np.ndarray, representative: np.ndarray, m: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs with each node replaced by its representative, still grouped by incidence, without repeats.
+
+    A node can repeat only in an incidence that names two grouped features; only those (none, in attribution
+    graphs: one feature per incidence) are sorted again, and they move behind the others. Nodes within an
+    incidence are no longer in order; `_identical_losers` sorts the few rows it compares.
+    """
+    remapped = representative[pn]
+    several = np.bincount(pi[remapped != pn], minlength=m)[pi] > 1
+    if not several.any():
+        return pi, remapped
+    again = _distinct_pairs(pi[several], remapped[several], len(representative))
+    kept = ~several
+    return np.concatenate((pi[kept], again[0])), np.concatenate((remapped[kept], again[1]))
 
 
 def _unique(values: np.ndarray) -> np.ndarray:
@@ -182,7 +219,7 @@ def _first_in_group(*keys: np.ndarray) -> np.ndarray:
     change = np.zeros(max(n - 1, 0), dtype=bool)
     for key in keys:
         change |= key[1:] != key[:-1]
-    return np.r_[np.ones(min(n, 1), dtype=bool), change]
+    return np.concatenate((np.ones(min(n, 1), dtype=bool), change))
 
 
 def _row_order(rows: np.ndarray, n_nodes: int) -> np.ndarray:
@@ -204,7 +241,8 @@ def _identical_losers(pi: np.ndarray, pn: np.ndarray, rank: np.ndarray,
                       merge_codes: Callable[[np.ndarray], np.ndarray], m: int, n_nodes: int) -> np.ndarray:
     """Incidences identical to a better-ranked one: the same node set and the same (type, method, window).
 
-    Node sets are compared exactly, per arity, as rows of a [n_k, k] matrix; metadata is read only for the
+    Node sets are compared exactly, per arity, as sorted rows of a [n_k, k] matrix (`pi` groups each incidence's
+    pairs together, in any order); metadata is read only for the
     incidences whose node set is shared, which keeps Python work proportional to the merges, not the input.
     """
     arity = np.bincount(pi, minlength=m)[pi]
@@ -212,7 +250,7 @@ def _identical_losers(pi: np.ndarray, pn: np.ndarray, rank: np.ndarray,
     for k in _unique(arity).tolist():
         sel = arity == k
         incs = pi[sel][::k]
-        rows = pn[sel].reshape(-1, k)
+        rows = np.sort(pn[sel].reshape(-1, k), axis=1)
         o = _row_order(rows, n_nodes)
         gid = np.cumsum(_first_in_group(*rows[o].T)) - 1
         shared = np.bincount(gid)[gid] > 1
@@ -229,24 +267,33 @@ def _identical_losers(pi: np.ndarray, pn: np.ndarray, rank: np.ndarray,
     return np.concatenate(losers) if losers else np.zeros(0, dtype=np.int64)
 
 
-def _losers_within_cap(pi: np.ndarray, pn: np.ndarray, order: np.ndarray, rank: np.ndarray,
-                       merge_codes: Callable[[np.ndarray], np.ndarray], n_nodes: int, cap: int) -> np.ndarray:
-    """Merge losers among the incidences the incidence cap can still reach.
+def _losers_within_cap(pi: np.ndarray, pn: np.ndarray, alive: np.ndarray, weight: np.ndarray,
+                       sort_keys: Callable[[np.ndarray], np.ndarray], merge_codes: Callable[[np.ndarray], np.ndarray],
+                       n_nodes: int, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge losers among the incidences the incidence cap can still reach, and that reach in rank order.
 
     Whether an incidence loses a merge depends only on better-ranked ones, and the cap keeps the first `cap`
-    non-losers in rank order, so only a prefix of `order` needs checking: it starts at `cap` incidences and
-    grows until it holds `cap` non-losers (usually once). Incidences past the prefix are counted as cut by
-    `max_incidences`, not as merged. At 200k incidences this reads a tenth of the metadata a full pass would.
+    non-losers in rank order, so only a prefix of the rank order is needed: it starts at `cap` incidences and
+    grows until it holds `cap` non-losers (usually at once). Incidences past the prefix are counted as cut by
+    `max_incidences`, not as merged. The prefix is ranked and searched with room to grow by half, so growing
+    rarely ranks anything again; at 200k incidences this ranks and reads a sixth of what a full pass would.
     """
-    m = len(rank)
-    depth = min(cap, len(order))
+    m = len(weight)
+    depth = min(cap, len(alive))
+    reach = -1
     while True:
-        in_prefix = rank[pi] <= rank[order[depth - 1]] if depth else np.zeros(len(pi), dtype=bool)
-        losers = _identical_losers(pi[in_prefix], pn[in_prefix], rank, merge_codes, m, n_nodes)
-        missing = cap - (depth - len(losers))
-        if missing <= 0 or depth == len(order):
-            return losers
-        depth = min(len(order), depth + 2 * missing)
+        if depth > reach:
+            reach = min(len(alive), depth + depth // 2)
+            order = _ranked_prefix(weight, alive, reach, sort_keys)
+            rank = np.full(m, m, dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            in_reach = rank[pi] < len(order)
+            losers = _identical_losers(pi[in_reach], pn[in_reach], rank, merge_codes, m, n_nodes)
+            loser_ranks = np.sort(rank[losers])
+        missing = cap - (depth - int(np.searchsorted(loser_ranks, depth)))
+        if missing <= 0 or depth == len(alive):
+            return losers[rank[losers] < depth], order[:depth]
+        depth = min(len(alive), depth + 2 * missing)
 
 
 def _id_ranks(ids: list[str]) -> np.ndarray:
@@ -256,15 +303,23 @@ def _id_ranks(ids: list[str]) -> np.ndarray:
     return ranks
 
 
-def _over_token_cap(pi: np.ndarray, pn: np.ndarray, kind: np.ndarray, order: np.ndarray, rank: np.ndarray,
-                    cap: int) -> np.ndarray:
+def _over_token_cap(pi: np.ndarray, pn: np.ndarray, kind: np.ndarray, weight: np.ndarray,
+                    sort_keys: Callable[[np.ndarray], np.ndarray], cap: int) -> np.ndarray:
     """Incidences beyond the top `cap` (by rank) of at least one token they touch.
 
-    Pairs are sorted by one packed key (token, rank). A token lists each incidence once, so the pair at sorted
-    position j is beyond its token's cap exactly when the pair `cap` places earlier belongs to the same token.
+    Only tokens with more than `cap` incidences can cut any, so only their incidences are ranked (usually few:
+    attribution already applies the cap). Their pairs are sorted by one packed key (token, rank); a token lists
+    each incidence once, so the pair at sorted position j is beyond its token's cap exactly when the pair `cap`
+    places earlier belongs to the same token.
     """
-    bits = max(len(rank).bit_length(), 1)
-    tok = kind[pn] >= KIND_INPUT
+    busy = (np.bincount(pn, minlength=len(kind)) > cap) & (kind >= KIND_INPUT)
+    if not busy.any():
+        return pi[:0]
+    tok = busy[pn]
+    order = weight_id_order(weight, _unique(pi[tok]), sort_keys)
+    rank = np.zeros(len(weight), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    bits = max(len(order).bit_length(), 1)
     token_key = np.sort((pn[tok] << bits) | rank[pi[tok]])
     token = token_key >> bits
     over = np.ones(len(token_key), dtype=bool)
@@ -274,40 +329,37 @@ def _over_token_cap(pi: np.ndarray, pn: np.ndarray, kind: np.ndarray, order: np.
     return order[token_key[over] & ((1 << bits) - 1)]
 
 
-def _node_priority(referenced: np.ndarray, pi: np.ndarray, pn: np.ndarray, w: np.ndarray, ids: list[str],
+def _node_priority(referenced: np.ndarray, pi: np.ndarray, pn: np.ndarray, w: np.ndarray, node_key: np.ndarray,
                    kind: np.ndarray, activation: np.ndarray) -> np.ndarray:
     """`referenced` nodes in the order the node cap keeps them.
 
     Tokens, then supernodes, then features; within each class by strongest incident weight, then activation,
-    then id. The strongest edge comes before activation so a cap can never drop the graph's strongest edge
-    in favour of a node that is merely very active.
+    then id (`node_key` sorts like the ids). The strongest edge comes before activation so a cap can never drop
+    the graph's strongest edge in favour of a node that is merely very active.
     """
-    strongest = np.full(len(ids), -np.inf)
+    strongest = np.full(len(kind), -np.inf)
     np.maximum.at(strongest, pn, w[pi])
-    id_rank = _id_ranks([ids[i] for i in referenced.tolist()])
-    return referenced[
-        np.lexsort((id_rank, -activation[referenced], -strongest[referenced], _CAP_CLASS[kind[referenced]]))
-    ]
+    return referenced[np.lexsort((node_key[referenced], -activation[referenced], -strongest[referenced],
+                                  _CAP_CLASS[kind[referenced]]))]
 
 
 @dataclass
 class _Kept:
-    """What survives pruning, as rows: node rows index `ids` (graph rows, then supernodes)."""
+    """What survives pruning. Node indices are graph rows, then `supernodes` (index n + j)."""
 
-    ids: list[str]
     supernodes: list[Supernode]
-    node_rows: np.ndarray  # final nodes, in no particular order
+    node_rows: np.ndarray  # final nodes, in document order
+    node_ids: list[str]  # their ids
     incidence_rows: np.ndarray  # final incidences, in rank order
-    member_rows: np.ndarray  # their members, grouped by incidence, in document order
-    member_ends: list[int]
+    member_ids: list[list[str]]  # their members' ids, in document order
     weights: list[float]
     summary: dict[str, Any]
 
 
 def _prune(graph: Graph, cfg: HypergraphConfig) -> _Kept:
     nodes, inc = graph.nodes, graph.incidences
-    m = len(inc)
-    ids, kind = list(graph.node_ids), nodes.kind
+    m, n = len(inc), len(nodes)
+    kind, node_key = nodes.kind, graph.node_sort_keys()
     activation = np.where(np.isnan(nodes.activation), -np.inf, nodes.activation)
     w = np.clip(inc.weight, 0.0, 1.0)  # NaN passes through clip unchanged
     alive = np.ones(m, dtype=bool)
@@ -328,70 +380,78 @@ def _prune(graph: Graph, cfg: HypergraphConfig) -> _Kept:
     drop("below_min_weight", ~nan & (w < cfg.min_edge_weight))
 
     keep = alive[pair_inc]
-    pi, pn = _distinct_pairs(pair_inc[keep], pair_node[keep], len(ids))
+    pi, pn = _distinct_pairs(pair_inc[keep], pair_node[keep], n)
     drop("fewer_than_two_nodes", np.bincount(pi, minlength=m) < 2)
     keep = alive[pi]
     pi, pn = pi[keep], pn[keep]
 
-    order = weight_id_order(w, graph.incidence_ids, np.flatnonzero(alive))
-    rank = np.full(m, m, dtype=np.int64)
-    rank[order] = np.arange(len(order))
-
-    drop("per_token_cap", _over_token_cap(pi, pn, kind, order, rank, cfg.per_token_incident_cap))
+    drop("per_token_cap", _over_token_cap(pi, pn, kind, w, graph.incidence_sort_keys, cfg.per_token_incident_cap))
     keep = alive[pi]
     pi, pn = pi[keep], pn[keep]
 
     grouped = 0
     supernodes: list[Supernode] = []
     if cfg.grouping == "supernode":
-        features = _unique(pn[kind[pn] == KIND_FEATURE])
-        supernodes = plan_supernodes(
-            features, ids, nodes.label, activation, cfg.supernode_label_delim, cfg.supernode_min_group
-        )
+        supernodes = plan_supernodes(_unique(pn[kind[pn] == KIND_FEATURE]), nodes.label, node_key, activation,
+                                     cfg.supernode_label_delim, cfg.supernode_min_group,
+                                     graph.node_ids_starting(f"{idscheme.SUPERNODE}_"), graph.node_ids)
+    supernode_ids = [sn.record["id"] for sn in supernodes]
     if supernodes:
-        base = len(ids)
-        representative = np.arange(base + len(supernodes), dtype=np.int64)
+        representative = np.arange(n + len(supernodes), dtype=np.int64)
         for j, sn in enumerate(supernodes):
-            representative[sn.members] = base + j
+            representative[sn.members] = n + j
             grouped += len(sn.members)
-        ids += [sn.record["id"] for sn in supernodes]
         kind = np.r_[kind, np.full(len(supernodes), KIND_SUPERNODE, dtype=np.int8)]
         activation = np.r_[activation, [sn.record.get("activation_strength", -np.inf) for sn in supernodes]]
-        pi, pn = _distinct_pairs(pi, representative[pn], len(ids))
+        # Supernodes are compared by id only with each other (their class is their own): rank them after the rows.
+        node_key = np.r_[node_key, node_key.max(initial=0) + 1 + _id_ranks(supernode_ids)]
+        pi, pn = _remapped_pairs(pi, pn, representative, m)
         drop("collapsed_by_grouping", np.bincount(pi, minlength=m) < 2)
         keep = alive[pi]
         pi, pn = pi[keep], pn[keep]
-    order = order[alive[order]]
-    drop("merged", _losers_within_cap(pi, pn, order, rank, graph.merge_codes, len(ids), cfg.max_incidences))
-    order = order[alive[order]]
-    drop("max_incidences", order[cfg.max_incidences :])
+    losers, order = _losers_within_cap(pi, pn, np.flatnonzero(alive), w, graph.incidence_sort_keys,
+                                       graph.merge_codes, len(kind), cfg.max_incidences)
+    drop("merged", losers)
+    order = order[alive[order]][: cfg.max_incidences]
+    beyond = alive.copy()
+    beyond[order] = False
+    drop("max_incidences", beyond)
     keep = alive[pi]
     pi, pn = pi[keep], pn[keep]
 
     referenced = _unique(pn)
-    node_alive = np.zeros(len(ids), dtype=bool)
-    node_alive[_node_priority(referenced, pi, pn, w, ids, kind, activation)[: cfg.max_nodes]] = True
+    node_alive = np.zeros(len(kind), dtype=bool)
+    node_alive[_node_priority(referenced, pi, pn, w, node_key, kind, activation)[: cfg.max_nodes]] = True
     drop("lost_node", pi[~node_alive[pn]])
     keep = alive[pi]
     pi, pn = pi[keep], pn[keep]
     final_nodes = _unique(pn)
-
     final_incs = order[alive[order]]
-    member_key = np.zeros(len(ids), dtype=np.int64)
-    member_key[final_nodes] = _MEMBER_CLASS[kind[final_nodes]].astype(np.int64) * len(ids) + _id_ranks(
-        [ids[i] for i in final_nodes.tolist()]
-    )
-    s = np.lexsort((member_key[pn], rank[pi]))
-    n_unique = len(nodes)
+
+    final_ids = graph.node_ids(final_nodes[final_nodes < n]) + [supernode_ids[j - n] for j in
+                                                                final_nodes[final_nodes >= n].tolist()]
+    id_rank = np.zeros(len(kind), dtype=np.int64)
+    id_rank[final_nodes] = _id_ranks(final_ids)
+    id_of = np.empty(len(kind), dtype=object)
+    id_of[final_nodes] = final_ids
+    rank = np.zeros(m, dtype=np.int64)
+    rank[final_incs] = np.arange(len(final_incs))
+    member_key = _MEMBER_CLASS[kind[pn]].astype(np.int64) * len(kind) + id_rank[pn]
+    flat = id_of[pn[np.argsort(rank[pi] * (3 * len(kind)) + member_key)]].tolist()
+    ends = np.cumsum(np.bincount(pi, minlength=m)[final_incs]).tolist()
+    absent = np.full(len(supernodes), -1, dtype=np.int64)  # supernodes have neither layer nor position
+    where = np.where(kind >= KIND_INPUT, np.r_[nodes.position, absent], np.r_[nodes.layer, absent])[final_nodes]
+    display = np.lexsort((id_rank[final_nodes], where, _DISPLAY_CLASS[kind[final_nodes]]))
+
     node_dropped = {
         "duplicate_id": nodes.duplicates,
         "grouped": grouped,
-        "unreferenced": n_unique + len(supernodes) - grouped - len(referenced),
+        "unreferenced": n + len(supernodes) - grouped - len(referenced),
         "max_nodes": int(max(len(referenced) - cfg.max_nodes, 0)),
         "orphaned": int(min(len(referenced), cfg.max_nodes) - len(final_nodes)),
     }
     summary = {
-        "nodes_in": n_unique + nodes.duplicates,
+        "nodes_in": n + nodes.duplicates,
         "incidences_in": m + inc.duplicates,
         "nodes_out": len(final_nodes),
         "incidences_out": len(final_incs),
@@ -399,24 +459,16 @@ def _prune(graph: Graph, cfg: HypergraphConfig) -> _Kept:
         "incidences_dropped": inc_dropped,
         "nodes_dropped": node_dropped,
     }
-    return _Kept(ids, supernodes, final_nodes, final_incs, pn[s],
-                 np.cumsum(np.bincount(pi, minlength=m)[final_incs]).tolist(), w[final_incs].tolist(), summary)
+    return _Kept(supernodes, final_nodes[display], [final_ids[i] for i in display.tolist()], final_incs,
+                 [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)], w[final_incs].tolist(), summary)
 
 
 def _write(graph: Graph, kept: _Kept) -> tuple[list[dict], list[dict]]:
     """The surviving nodes (in display order) and incidences (in rank order) as v1 dicts."""
-    ids, n = kept.ids, len(graph.nodes)
-    flat = [ids[j] for j in kept.member_rows.tolist()]
-    ends = kept.member_ends
-    member_ids = [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)]
-    incidences = graph.emit_incidences(kept.incidence_rows, member_ids, kept.weights)
-    own = kept.node_rows[kept.node_rows < n]
-    nodes = graph.emit_nodes(own)
-    nodes += [normalize_node(kept.supernodes[j - n].record) for j in kept.node_rows[kept.node_rows >= n].tolist()]
-    nodes.sort(key=_display_key)
-    return nodes, incidences
-
-
-def _display_key(node: dict) -> tuple:
-    kind = TYPE_NAMES.index(node["type"])
-    return (_DISPLAY_CLASS[kind], node.get("position" if kind >= KIND_INPUT else "layer", -1), node["id"])
+    n = len(graph.nodes)
+    own = kept.node_rows < n
+    rows = kept.node_rows[own]
+    written = iter(graph.emit_nodes(rows, [i for i, mine in zip(kept.node_ids, own.tolist()) if mine]))
+    nodes = [next(written) if mine else normalize_node(kept.supernodes[j - n].record)
+             for j, mine in zip(kept.node_rows.tolist(), own.tolist())]
+    return nodes, graph.emit_incidences(kept.incidence_rows, kept.member_ids, kept.weights)

@@ -35,3 +35,40 @@ def test_column_minting_matches_one_by_one():
     methods, windows = ("acdc", "saliency"), ("sent-0", "sent-1")
     minted = ids.incidences(methods, windows, np.array([1, 0, 1]), np.array([0, 1, 1]), layer, index)
     assert minted == ["att_saliency_sent-0_0_5", "att_acdc_sent-1_12_0", "att_saliency_sent-1_3_77"]
+
+
+NAMES = st.sampled_from(["acdc", "saliency", "shapley", "a", "ab", "a_b", "x-y", "Ω"])
+WINDOW_NAMES = st.builds(lambda p, j: f"{p}-{j}", st.sampled_from(["sent", "tok", "s_t", "s"]), st.integers(0, 30))
+
+
+@given(st.lists(NAMES, min_size=1, max_size=4, unique=True),
+       st.lists(WINDOW_NAMES, min_size=1, max_size=8, unique=True), st.data())
+def test_incidence_order_sorts_like_the_minted_ids(methods, windows, data):
+    n = data.draw(st.integers(1, 40))
+    method = np.array(data.draw(st.lists(st.integers(0, len(methods) - 1), min_size=n, max_size=n)))
+    window = np.array(data.draw(st.lists(st.integers(0, len(windows) - 1), min_size=n, max_size=n)))
+    layer = np.array(data.draw(st.lists(st.integers(0, 120), min_size=n, max_size=n)))
+    index = np.array(data.draw(st.lists(st.integers(0, 10**9), min_size=n, max_size=n)))
+    keys = ids.incidence_order(methods, windows, method, window, layer, index)
+    minted = ids.incidences(methods, windows, method, window, layer, index)
+    if keys is None:  # only when one name, with its "_", begins another of its field
+        assert any(b.startswith(a) for field in (methods, windows)
+                   for a, b in zip(sorted(f"{x}_" for x in field), sorted(f"{x}_" for x in field)[1:]))
+        return
+    assert sorted(range(n), key=lambda i: (minted[i], i)) == sorted(range(n), key=lambda i: (int(keys[i]), i))
+    assert len(set(keys.tolist())) == len(set(minted))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["feature", "input", "output"]), st.integers(0, 300),
+                          st.integers(0, 10**12)), min_size=1, max_size=60))
+def test_node_order_sorts_like_the_minted_ids(rows):
+    kind = np.array([k for k, _, _ in rows])
+    small, big = np.array([a for _, a, _ in rows]), np.array([b for _, _, b in rows])
+    is_feature, is_input = kind == "feature", kind == "input"
+    keys = ids.node_order(is_feature, is_input, np.where(is_feature, small, -1), np.where(is_feature, big, -1),
+                          np.where(is_feature, -1, small))
+    minted = [ids.feature_node(a, b) if k == "feature" else ids.input_token(a) if k == "input" else
+              ids.output_token(a) for k, a, b in rows]
+    assert keys is not None
+    order = sorted(range(len(rows)), key=lambda i: (int(keys[i]), i))
+    assert [minted[i] for i in order] == sorted(minted)
