@@ -166,20 +166,20 @@ def _ranked_prefix(weight: np.ndarray, alive: np.ndarray, depth: int,
         return weight_id_order(weight, alive, sort_keys)
     if depth <= 0:
         return alive[:0]
-    negative = -weight[alive]
-    boundary = np.partition(negative, depth - 1)[depth - 1]
-    return weight_id_order(weight, alive[negative <= boundary], sort_keys)[:depth]
+    candidate = weight[alive]
+    boundary = np.partition(candidate, len(candidate) - depth)[len(candidate) - depth]
+    return weight_id_order(weight, alive[candidate >= boundary], sort_keys)[:depth]
 
 
 def _distinct_pairs(pair_inc: np.ndarray, pair_node: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
     """Pairs sorted by (incidence, node) with repeats removed: a node listed twice in one incidence counts once.
 
     A plain sort of one packed key plus a neighbour comparison: np.unique's hash path is several times slower.
-    Callers pass pairs already grouped by incidence (only the few nodes within each are out of order), which
-    the stable sort (timsort) exploits: about 3x faster than quicksort on such nearly sorted keys.
+    Callers pass pairs grouped by incidence in increasing order (only the few nodes within each may be out of
+    order), which the stable sort (timsort) exploits: about 3x faster than quicksort on such nearly sorted keys;
+    pairs already in order (members listed in row order, as attribution lists them) are not sorted at all.
     """
-    ascending = (pair_inc[1:] > pair_inc[:-1]) | ((pair_inc[1:] == pair_inc[:-1]) & (pair_node[1:] > pair_node[:-1]))
-    if ascending.all():  # members listed in row order (what attribution gives): nothing to sort
+    if np.all((pair_node[1:] > pair_node[:-1]) | (pair_inc[1:] != pair_inc[:-1])):
         return pair_inc, pair_node
     bits = max(int(n_nodes - 1).bit_length(), 1)  # shifts and masks, not a division, unpack the key
     key = np.sort((pair_inc << bits) | pair_node, kind="stable")
@@ -196,9 +196,10 @@ def _remapped_pairs(pi: np.ndarray, pn: np.ndarray, representative: np.ndarray, 
     incidence are no longer in order; `_identical_losers` sorts the few rows it compares.
     """
     remapped = representative[pn]
-    several = np.bincount(pi[remapped != pn], minlength=m)[pi] > 1
+    several = np.bincount(pi[remapped != pn], minlength=m) > 1
     if not several.any():
         return pi, remapped
+    several = several[pi]
     again = _distinct_pairs(pi[several], remapped[several], len(representative))
     kept = ~several
     return np.concatenate((pi[kept], again[0])), np.concatenate((remapped[kept], again[1]))
@@ -269,8 +270,8 @@ def _identical_losers(pi: np.ndarray, pn: np.ndarray, rank: np.ndarray,
 
 def _losers_within_cap(pi: np.ndarray, pn: np.ndarray, alive: np.ndarray, weight: np.ndarray,
                        sort_keys: Callable[[np.ndarray], np.ndarray], merge_codes: Callable[[np.ndarray], np.ndarray],
-                       n_nodes: int, cap: int) -> tuple[np.ndarray, np.ndarray]:
-    """Merge losers among the incidences the incidence cap can still reach, and that reach in rank order.
+                       n_nodes: int, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Merge losers among the incidences the incidence cap can still reach, that reach in rank order, and its pairs.
 
     Whether an incidence loses a merge depends only on better-ranked ones, and the cap keeps the first `cap`
     non-losers in rank order, so only a prefix of the rank order is needed: it starts at `cap` incidences and
@@ -288,11 +289,12 @@ def _losers_within_cap(pi: np.ndarray, pn: np.ndarray, alive: np.ndarray, weight
             rank = np.full(m, m, dtype=np.int64)
             rank[order] = np.arange(len(order))
             in_reach = rank[pi] < len(order)
-            losers = _identical_losers(pi[in_reach], pn[in_reach], rank, merge_codes, m, n_nodes)
+            reach_pi, reach_pn = pi[in_reach], pn[in_reach]
+            losers = _identical_losers(reach_pi, reach_pn, rank, merge_codes, m, n_nodes)
             loser_ranks = np.sort(rank[losers])
         missing = cap - (depth - int(np.searchsorted(loser_ranks, depth)))
         if missing <= 0 or depth == len(alive):
-            return losers[rank[losers] < depth], order[:depth]
+            return losers[rank[losers] < depth], order[:depth], reach_pi, reach_pn
         depth = min(len(alive), depth + 2 * missing)
 
 
@@ -303,7 +305,7 @@ def _id_ranks(ids: list[str]) -> np.ndarray:
     return ranks
 
 
-def _over_token_cap(pi: np.ndarray, pn: np.ndarray, kind: np.ndarray, weight: np.ndarray,
+def _over_token_cap(pi: np.ndarray, pn: np.ndarray, kind: np.ndarray, degree: np.ndarray, weight: np.ndarray,
                     sort_keys: Callable[[np.ndarray], np.ndarray], cap: int) -> np.ndarray:
     """Incidences beyond the top `cap` (by rank) of at least one token they touch.
 
@@ -312,7 +314,7 @@ def _over_token_cap(pi: np.ndarray, pn: np.ndarray, kind: np.ndarray, weight: np
     each incidence once, so the pair at sorted position j is beyond its token's cap exactly when the pair `cap`
     places earlier belongs to the same token.
     """
-    busy = (np.bincount(pn, minlength=len(kind)) > cap) & (kind >= KIND_INPUT)
+    busy = (degree > cap) & (kind >= KIND_INPUT)
     if not busy.any():
         return pi[:0]
     tok = busy[pn]
@@ -366,12 +368,18 @@ def _prune(graph: Graph, cfg: HypergraphConfig) -> _Kept:
     inc_dropped = dict.fromkeys(INCIDENCE_DROP_REASONS, 0)
     inc_dropped["duplicate_id"] = inc.duplicates
 
-    def drop(reason: str, which: np.ndarray) -> None:
+    def drop(reason: str, which: np.ndarray) -> int:
         mask = np.zeros(m, dtype=bool)
         mask[which] = True
         mask &= alive
-        inc_dropped[reason] += int(mask.sum())
+        count = int(mask.sum())
+        inc_dropped[reason] += count
         alive[mask] = False
+        return count
+
+    def survivors(pi: np.ndarray, pn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keep = alive[pi]
+        return pi[keep], pn[keep]
 
     pair_inc, pair_node = inc.owners(), inc.members
     drop("unknown_node", pair_inc[pair_node < 0])
@@ -379,20 +387,21 @@ def _prune(graph: Graph, cfg: HypergraphConfig) -> _Kept:
     drop("nan_weight", nan)
     drop("below_min_weight", ~nan & (w < cfg.min_edge_weight))
 
-    keep = alive[pair_inc]
-    pi, pn = _distinct_pairs(pair_inc[keep], pair_node[keep], n)
-    drop("fewer_than_two_nodes", np.bincount(pi, minlength=m) < 2)
-    keep = alive[pi]
-    pi, pn = pi[keep], pn[keep]
+    pi, pn = _distinct_pairs(*survivors(pair_inc, pair_node), n)
+    if drop("fewer_than_two_nodes", np.bincount(pi, minlength=m) < 2):
+        pi, pn = survivors(pi, pn)
 
-    drop("per_token_cap", _over_token_cap(pi, pn, kind, w, graph.incidence_sort_keys, cfg.per_token_incident_cap))
-    keep = alive[pi]
-    pi, pn = pi[keep], pn[keep]
+    degree = np.bincount(pn, minlength=n)
+    if drop("per_token_cap", _over_token_cap(pi, pn, kind, degree, w, graph.incidence_sort_keys,
+                                             cfg.per_token_incident_cap)):
+        pi, pn = survivors(pi, pn)
+        degree = np.bincount(pn, minlength=n)
 
     grouped = 0
     supernodes: list[Supernode] = []
     if cfg.grouping == "supernode":
-        supernodes = plan_supernodes(_unique(pn[kind[pn] == KIND_FEATURE]), nodes.label, node_key, activation,
+        supernodes = plan_supernodes(np.flatnonzero((degree > 0) & (kind == KIND_FEATURE)), nodes.label, node_key,
+                                     activation,
                                      cfg.supernode_label_delim, cfg.supernode_min_group,
                                      graph.node_ids_starting(f"{idscheme.SUPERNODE}_"), graph.node_ids)
     supernode_ids = [sn.record["id"] for sn in supernodes]
@@ -406,25 +415,22 @@ def _prune(graph: Graph, cfg: HypergraphConfig) -> _Kept:
         # Supernodes are compared by id only with each other (their class is their own): rank them after the rows.
         node_key = np.r_[node_key, node_key.max(initial=0) + 1 + _id_ranks(supernode_ids)]
         pi, pn = _remapped_pairs(pi, pn, representative, m)
-        drop("collapsed_by_grouping", np.bincount(pi, minlength=m) < 2)
-        keep = alive[pi]
-        pi, pn = pi[keep], pn[keep]
-    losers, order = _losers_within_cap(pi, pn, np.flatnonzero(alive), w, graph.incidence_sort_keys,
-                                       graph.merge_codes, len(kind), cfg.max_incidences)
+        if drop("collapsed_by_grouping", np.bincount(pi, minlength=m) < 2):
+            pi, pn = survivors(pi, pn)
+    losers, order, pi, pn = _losers_within_cap(pi, pn, np.flatnonzero(alive), w, graph.incidence_sort_keys,
+                                               graph.merge_codes, len(kind), cfg.max_incidences)
     drop("merged", losers)
     order = order[alive[order]][: cfg.max_incidences]
     beyond = alive.copy()
     beyond[order] = False
     drop("max_incidences", beyond)
-    keep = alive[pi]
-    pi, pn = pi[keep], pn[keep]
+    pi, pn = survivors(pi, pn)  # the pairs of the ranked reach: every incidence still alive is in it
 
     referenced = _unique(pn)
     node_alive = np.zeros(len(kind), dtype=bool)
     node_alive[_node_priority(referenced, pi, pn, w, node_key, kind, activation)[: cfg.max_nodes]] = True
-    drop("lost_node", pi[~node_alive[pn]])
-    keep = alive[pi]
-    pi, pn = pi[keep], pn[keep]
+    if drop("lost_node", pi[~node_alive[pn]]):
+        pi, pn = survivors(pi, pn)
     final_nodes = _unique(pn)
     final_incs = order[alive[order]]
 
