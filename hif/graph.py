@@ -145,9 +145,9 @@ class Graph:
     def node_ids(self, rows: np.ndarray | None = None) -> list[str]:
         """The ids of node `rows` (of every node when None): given, or minted by `hif.ids`."""
         nodes = self.nodes
-        rows = np.arange(len(nodes)) if rows is None else rows
         if nodes.ids is not None:
-            return [nodes.ids[i] for i in rows.tolist()]
+            return list(nodes.ids) if rows is None else [nodes.ids[i] for i in rows.tolist()]
+        rows = np.arange(len(nodes)) if rows is None else rows
         kind = nodes.kind[rows]
         out = np.empty(len(rows), dtype=object)
         feature = rows[kind == KIND_FEATURE]
@@ -165,17 +165,18 @@ class Graph:
         return idscheme.incidences(inc.methods, inc.windows, inc.method[rows], inc.window[rows],
                                    self.nodes.layer[feature], self.nodes.feature[feature])
 
-    def node_sort_keys(self) -> np.ndarray:
-        """[N] integers that sort the node rows as their ids sort (computed, not minted, for a columnar graph)."""
+    def node_sort_keys(self, rows: np.ndarray) -> np.ndarray:
+        """Integers that sort node `rows` among themselves as their ids sort (computed, not minted, for a columnar
+        graph)."""
         nodes = self.nodes
         if nodes.ids is None:
-            keys = idscheme.node_order(nodes.kind == KIND_FEATURE, nodes.kind == KIND_INPUT, nodes.layer,
-                                       nodes.feature, nodes.position)
+            keys = idscheme.node_order(nodes.kind[rows] == KIND_FEATURE, nodes.kind[rows] == KIND_INPUT,
+                                       nodes.layer[rows], nodes.feature[rows], nodes.position[rows])
             if keys is not None:
                 return keys
-        ids = self.node_ids()
-        ranks = np.empty(len(nodes), dtype=np.int64)
-        ranks[sorted(range(len(nodes)), key=ids.__getitem__)] = np.arange(len(nodes))
+        ids = self.node_ids(rows)
+        ranks = np.empty(len(ids), dtype=np.int64)
+        ranks[sorted(range(len(ids)), key=ids.__getitem__)] = np.arange(len(ids))
         return ranks
 
     def node_ids_starting(self, prefix: str) -> set[str]:

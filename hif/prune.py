@@ -336,12 +336,12 @@ def _node_priority(referenced: np.ndarray, pi: np.ndarray, pn: np.ndarray, w: np
     """`referenced` nodes in the order the node cap keeps them.
 
     Tokens, then supernodes, then features; within each class by strongest incident weight, then activation,
-    then id (`node_key` sorts like the ids). The strongest edge comes before activation so a cap can never drop
-    the graph's strongest edge in favour of a node that is merely very active.
+    then id (`node_key[i]` sorts `referenced[i]` among them like the ids). The strongest edge comes before
+    activation so a cap can never drop the graph's strongest edge in favour of a node that is merely very active.
     """
     strongest = np.full(len(kind), -np.inf)
     np.maximum.at(strongest, pn, w[pi])
-    return referenced[np.lexsort((node_key[referenced], -activation[referenced], -strongest[referenced],
+    return referenced[np.lexsort((node_key, -activation[referenced], -strongest[referenced],
                                   _CAP_CLASS[kind[referenced]]))]
 
 
@@ -361,7 +361,7 @@ class _Kept:
 def _prune(graph: Graph, cfg: HypergraphConfig) -> _Kept:
     nodes, inc = graph.nodes, graph.incidences
     m, n = len(inc), len(nodes)
-    kind, node_key = nodes.kind, graph.node_sort_keys()
+    kind = nodes.kind
     activation = np.where(np.isnan(nodes.activation), -np.inf, nodes.activation)
     w = np.clip(inc.weight, 0.0, 1.0)  # NaN passes through clip unchanged
     alive = np.ones(m, dtype=bool)
@@ -400,7 +400,8 @@ def _prune(graph: Graph, cfg: HypergraphConfig) -> _Kept:
     grouped = 0
     supernodes: list[Supernode] = []
     if cfg.grouping == "supernode":
-        supernodes = plan_supernodes(np.flatnonzero((degree > 0) & (kind == KIND_FEATURE)), nodes.label, node_key,
+        supernodes = plan_supernodes(np.flatnonzero((degree > 0) & (kind == KIND_FEATURE)), nodes.label,
+                                     graph.node_sort_keys,
                                      activation,
                                      cfg.supernode_label_delim, cfg.supernode_min_group,
                                      graph.node_ids_starting(f"{idscheme.SUPERNODE}_"), graph.node_ids)
@@ -412,8 +413,6 @@ def _prune(graph: Graph, cfg: HypergraphConfig) -> _Kept:
             grouped += len(sn.members)
         kind = np.r_[kind, np.full(len(supernodes), KIND_SUPERNODE, dtype=np.int8)]
         activation = np.r_[activation, [sn.record.get("activation_strength", -np.inf) for sn in supernodes]]
-        # Supernodes are compared by id only with each other (their class is their own): rank them after the rows.
-        node_key = np.r_[node_key, node_key.max(initial=0) + 1 + _id_ranks(supernode_ids)]
         pi, pn = _remapped_pairs(pi, pn, representative, m)
         if drop("collapsed_by_grouping", np.bincount(pi, minlength=m) < 2):
             pi, pn = survivors(pi, pn)
@@ -428,6 +427,11 @@ def _prune(graph: Graph, cfg: HypergraphConfig) -> _Kept:
 
     referenced = _unique(pn)
     node_alive = np.zeros(len(kind), dtype=bool)
+    own = referenced[referenced < n]
+    # Supernodes are compared by id only with each other (their class is their own): rank them after the rows.
+    node_key = graph.node_sort_keys(own)
+    node_key = np.concatenate((node_key, node_key.max(initial=0) + 1 + _id_ranks(
+        [supernode_ids[j - n] for j in referenced[referenced >= n].tolist()])))
     node_alive[_node_priority(referenced, pi, pn, w, node_key, kind, activation)[: cfg.max_nodes]] = True
     if drop("lost_node", pi[~node_alive[pn]]):
         pi, pn = survivors(pi, pn)

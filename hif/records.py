@@ -29,6 +29,7 @@ METADATA_KEYS = ("type", "method", "window", "description", "provenance")
 _METADATA_KEY_SET = frozenset(METADATA_KEYS)
 _INCIDENCE_KEY_SET = frozenset(INCIDENCE_KEYS)
 _PLAIN_NUMBER_TYPES = frozenset((float, int, type(None)))
+_PLAIN_INDEX_TYPES = frozenset((int, type(None)))
 _NODE_KEY_SET = frozenset(NODE_KEYS)
 _INDEX_KEYS = ("layer", "position")
 
@@ -187,16 +188,14 @@ def read_nodes(nodes: list[dict]) -> NodeRecords:
 def _index_column(values: list[Any]) -> np.ndarray:
     """Layers or positions as int64, -1 where absent or not a non-negative integer (what `normalize_node` keeps).
 
-    Plain ints (what producers send) convert in one call; anything else goes through `_as_int` one by one.
+    Plain ints and Nones (what producers send) convert in one call, through float64 (None becomes NaN), which is
+    exact below 2**53; anything else goes through `_as_int` one by one.
     """
-    if all(type(v) is int for v in values):
-        try:
-            column = np.array(values, dtype=np.int64).reshape(len(values))
-        except OverflowError:
-            pass
-        else:
-            column[column < 0] = -1
-            return column
+    if _PLAIN_INDEX_TYPES.issuperset(map(type, values)):
+        column = np.array(values, dtype=np.float64).reshape(len(values))
+        if not (np.abs(column) >= 2**53).any():
+            column[~(column >= 0)] = -1  # absent (NaN) or negative
+            return column.astype(np.int64)
     ints = (_as_int(v) for v in values)
     return np.fromiter((-1 if i is None or i < 0 or i >= 2**63 else i for i in ints), np.int64, len(values))
 

@@ -26,16 +26,16 @@ class Supernode:
     members: np.ndarray  # [k] int64 node indices
 
 
-def plan_supernodes(candidates: np.ndarray, labels: list[str | None], node_key: np.ndarray, activation: np.ndarray,
-                    delim: str, min_group: int, taken: set[str],
-                    ids_of: Callable[[np.ndarray], list[str]]) -> list[Supernode]:
-    """Group the candidate feature nodes (rows of `labels`, `node_key`, `activation`) by label prefix.
+def plan_supernodes(candidates: np.ndarray, labels: list[str | None],
+                    sort_keys: Callable[[np.ndarray], np.ndarray], activation: np.ndarray, delim: str,
+                    min_group: int, taken: set[str], ids_of: Callable[[np.ndarray], list[str]]) -> list[Supernode]:
+    """Group the candidate feature nodes (rows of `labels` and `activation`) by label prefix.
 
     Ids are `super_<slug>` (`hif.ids.supernode`); when two prefixes slug alike, or a slug names an existing node
     (one of `taken`), `_2`, `_3`, ... is appended in prefix order, so the id depends only on the set of labels,
-    never on input order. Members are listed sorted by id (`node_key` sorts like the ids; only the first
-    MAX_LISTED_MEMBERS are spelled out by `ids_of`); the supernode's activation_strength is its members' maximum,
-    used to rank supernodes against each other under the node cap.
+    never on input order. Members are listed sorted by id (`sort_keys(rows)` orders rows like their ids; only the
+    first MAX_LISTED_MEMBERS are spelled out by `ids_of`); the supernode's activation_strength is its members'
+    maximum, used to rank supernodes against each other under the node cap.
     """
     # A label's prefix is the text before its first delimiter, stripped; labels without one (most) or with nothing
     # before it have none.
@@ -50,7 +50,7 @@ def plan_supernodes(candidates: np.ndarray, labels: list[str | None], node_key: 
     rows = np.asarray(rows, dtype=np.int64)
     big = np.bincount(code, minlength=len(names)) >= min_group
     rows, code = rows[big[code]], code[big[code]]
-    order = np.lexsort((node_key[rows], code))  # by prefix, then by id within it
+    order = np.lexsort((sort_keys(rows), code))  # by prefix, then by id within it
     rows, code = rows[order], code[order]
     starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]]) if len(code) else np.zeros(0, dtype=np.int64)
     ends = np.r_[starts[1:], len(code)].astype(np.int64)
