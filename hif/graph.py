@@ -104,6 +104,8 @@ _VOCABULARIES = ("methods", "windows", "values")
 
 @dataclass(frozen=True, eq=False)
 class Graph:
+    """Nodes and the incidences that join them; checked on construction (`_check`), never mutated."""
+
     nodes: Nodes
     incidences: Incidences
 
@@ -184,7 +186,8 @@ class Graph:
         if self.nodes.ids is None and not any(minted.startswith(prefix) or prefix.startswith(minted)
                                               for minted in idscheme.MINTED_NODE_PREFIXES):
             return set()
-        return {node_id for node_id in self.node_ids() if node_id.startswith(prefix)}
+        ids = self.nodes.ids if self.nodes.ids is not None else self.node_ids()
+        return {node_id for node_id in ids if node_id.startswith(prefix)}
 
     def incidence_sort_keys(self, rows: np.ndarray) -> np.ndarray:
         """Keys that sort incidence `rows` as their ids sort: numbers for a columnar graph (no id is minted),

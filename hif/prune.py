@@ -401,10 +401,9 @@ def _prune(graph: Graph, cfg: HypergraphConfig) -> _Kept:
     supernodes: list[Supernode] = []
     if cfg.grouping == "supernode":
         supernodes = plan_supernodes(np.flatnonzero((degree > 0) & (kind == KIND_FEATURE)), nodes.label,
-                                     graph.node_sort_keys,
-                                     activation,
-                                     cfg.supernode_label_delim, cfg.supernode_min_group,
-                                     graph.node_ids_starting(f"{idscheme.SUPERNODE}_"), graph.node_ids)
+                                     graph.node_sort_keys, activation, cfg.supernode_label_delim,
+                                     cfg.supernode_min_group, graph.node_ids_starting(f"{idscheme.SUPERNODE}_"),
+                                     graph.node_ids)
     supernode_ids = [sn.record["id"] for sn in supernodes]
     if supernodes:
         representative = np.arange(n + len(supernodes), dtype=np.int64)
@@ -427,31 +426,12 @@ def _prune(graph: Graph, cfg: HypergraphConfig) -> _Kept:
 
     referenced = _unique(pn)
     node_alive = np.zeros(len(kind), dtype=bool)
-    own = referenced[referenced < n]
-    # Supernodes are compared by id only with each other (their class is their own): rank them after the rows.
-    node_key = graph.node_sort_keys(own)
-    node_key = np.concatenate((node_key, node_key.max(initial=0) + 1 + _id_ranks(
-        [supernode_ids[j - n] for j in referenced[referenced >= n].tolist()])))
+    node_key = _node_keys(graph, referenced, supernode_ids)
     node_alive[_node_priority(referenced, pi, pn, w, node_key, kind, activation)[: cfg.max_nodes]] = True
     if drop("lost_node", pi[~node_alive[pn]]):
         pi, pn = survivors(pi, pn)
     final_nodes = _unique(pn)
     final_incs = order[alive[order]]
-
-    final_ids = graph.node_ids(final_nodes[final_nodes < n]) + [supernode_ids[j - n] for j in
-                                                                final_nodes[final_nodes >= n].tolist()]
-    id_rank = np.zeros(len(kind), dtype=np.int64)
-    id_rank[final_nodes] = _id_ranks(final_ids)
-    id_of = np.empty(len(kind), dtype=object)
-    id_of[final_nodes] = final_ids
-    rank = np.zeros(m, dtype=np.int64)
-    rank[final_incs] = np.arange(len(final_incs))
-    member_key = _MEMBER_CLASS[kind[pn]].astype(np.int64) * len(kind) + id_rank[pn]
-    flat = id_of[pn[np.argsort(rank[pi] * (3 * len(kind)) + member_key)]].tolist()
-    ends = np.cumsum(np.bincount(pi, minlength=m)[final_incs]).tolist()
-    absent = np.full(len(supernodes), -1, dtype=np.int64)  # supernodes have neither layer nor position
-    where = np.where(kind >= KIND_INPUT, np.r_[nodes.position, absent], np.r_[nodes.layer, absent])[final_nodes]
-    display = np.lexsort((id_rank[final_nodes], where, _DISPLAY_CLASS[kind[final_nodes]]))
 
     node_dropped = {
         "duplicate_id": nodes.duplicates,
@@ -469,8 +449,45 @@ def _prune(graph: Graph, cfg: HypergraphConfig) -> _Kept:
         "incidences_dropped": inc_dropped,
         "nodes_dropped": node_dropped,
     }
-    return _Kept(supernodes, final_nodes[display], [final_ids[i] for i in display.tolist()], final_incs,
-                 [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)], w[final_incs].tolist(), summary)
+    return _Kept(supernodes, *_document_order(graph, kind, supernode_ids, final_nodes, final_incs, pi, pn),
+                 w[final_incs].tolist(), summary)
+
+
+def _node_keys(graph: Graph, referenced: np.ndarray, supernode_ids: list[str]) -> np.ndarray:
+    """Keys sorting the `referenced` nodes like their ids where `_node_priority` compares them: graph rows among
+    themselves, supernodes (a class of their own) among themselves, after the rows."""
+    n = len(graph.nodes)
+    keys = graph.node_sort_keys(referenced[referenced < n])
+    sn_ids = [supernode_ids[j - n] for j in referenced[referenced >= n].tolist()]
+    return np.concatenate((keys, keys.max(initial=0) + 1 + _id_ranks(sn_ids)))
+
+
+def _document_order(graph: Graph, kind: np.ndarray, supernode_ids: list[str], final_nodes: np.ndarray,
+                    final_incs: np.ndarray, pi: np.ndarray, pn: np.ndarray
+                    ) -> tuple[np.ndarray, list[str], np.ndarray, list[list[str]]]:
+    """The final nodes in display order with their ids, and the final incidences' member ids in document order.
+
+    Nodes read inputs, features (by layer), supernodes, outputs (by position), then id; an incidence lists its
+    features and supernodes, then input tokens, then output tokens, each by id. Ids are spelled for these nodes
+    only.
+    """
+    nodes, n, m = graph.nodes, len(graph.nodes), len(graph.incidences)
+    own = final_nodes < n
+    final_ids = graph.node_ids(final_nodes[own]) + [supernode_ids[j - n] for j in final_nodes[~own].tolist()]
+    id_rank = np.zeros(len(kind), dtype=np.int64)
+    id_rank[final_nodes] = _id_ranks(final_ids)
+    id_of = np.empty(len(kind), dtype=object)
+    id_of[final_nodes] = final_ids
+    rank = np.zeros(m, dtype=np.int64)
+    rank[final_incs] = np.arange(len(final_incs))
+    member_key = _MEMBER_CLASS[kind[pn]].astype(np.int64) * len(kind) + id_rank[pn]
+    flat = id_of[pn[np.argsort(rank[pi] * (3 * len(kind)) + member_key)]].tolist()
+    ends = np.cumsum(np.bincount(pi, minlength=m)[final_incs]).tolist()
+    absent = np.full(len(kind) - n, -1, dtype=np.int64)  # supernodes have neither layer nor position
+    where = np.where(kind >= KIND_INPUT, np.r_[nodes.position, absent], np.r_[nodes.layer, absent])[final_nodes]
+    display = np.lexsort((id_rank[final_nodes], where, _DISPLAY_CLASS[kind[final_nodes]]))
+    return (final_nodes[display], [final_ids[i] for i in display.tolist()], final_incs,
+            [flat[a:b] for a, b in zip([0, *ends[:-1]], ends)])
 
 
 def _write(graph: Graph, kept: _Kept) -> tuple[list[dict], list[dict]]:
