@@ -1,0 +1,25 @@
+"""Bounded load with accounting: ≥ 200 small traces from 6 client threads; every 202 ends complete, none twice,
+zero 5xx. One prefork worker with two processes explains them all."""
+from __future__ import annotations
+
+import os
+import statistics
+
+from .scenario import run_fault
+
+LOAD_TRACES = max(200, int(os.environ.get("RELIABILITY_LOAD_TRACES", "200")))
+
+
+def test_bounded_load_every_accepted_trace_completes_exactly_once(world):
+    world.start_worker(concurrency=2)
+
+    report = run_fault(world, "load", LOAD_TRACES, lambda fault: None, name=f"no fault, {LOAD_TRACES} traces",
+                       threads=6, inject_at=0.0)
+    latencies = sorted(world.ledger().latencies(report.load.accepted))
+    if latencies:
+        seconds = report.load.ended_at - report.load.started_at
+        report.fault.notes.append(
+            f"ingest {3 * len(report.load.accepted) / seconds:.0f} req/s from 6 threads; finalize→complete "
+            f"p50 {statistics.median(latencies):.2f}s, p95 {latencies[int(0.95 * (len(latencies) - 1))]:.2f}s")
+    assert len(report.load.accepted) == LOAD_TRACES, report.line()
+    report.check()
