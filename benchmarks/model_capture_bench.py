@@ -45,6 +45,8 @@ class Bench:
         self.args = args
         self.flush_ms: dict[str, list[float]] = {}
         self.dropped = 0
+        self.summary: list[tuple[str, dict[str, float]]] = []
+        self.deadline = time.perf_counter() + args.deadline_s if args.deadline_s else None
 
     def pipeline(self, summary: str) -> CapturePipeline:
         cfg = CaptureConfig("bench", "bench", summary=summary, topk=self.args.topk, compress=self.args.compress,
@@ -77,17 +79,25 @@ class Bench:
         return seconds
 
     def compare(self, title: str, tokens: int, modes: dict[str, Callable[[], float]]) -> None:
+        if self.args.modes:
+            modes = {name: fn for name, fn in modes.items() if name == "off" or name in self.args.modes}
         names = list(modes)
+        began = time.perf_counter()
         results: dict[str, list[float]] = {name: [] for name in names}
         for name in names:  # warm-up: allocator, kernels and the store's connection, not measured
             modes[name]()
         self.flush_ms.clear()
+        done = 0
         for round_index in range(self.args.rounds):
+            if self.deadline is not None and done >= self.args.min_rounds and time.perf_counter() > self.deadline:
+                break  # past --deadline-s: keep what the completed rounds measured
             order = names[round_index % len(names):] + names[: round_index % len(names)]
             for name in order:
                 results[name].append(tokens / modes[name]())
-        print(f"\n== {title} ({tokens} tokens per call, {self.args.rounds} rounds; tokens/s median and best, "
-              f"best is the least disturbed by other load on the machine)")
+            done += 1
+        cut = f" (cut from {self.args.rounds} by --deadline-s)" if done < self.args.rounds else ""
+        print(f"\n== {title} ({tokens} tokens per call, {done} rounds{cut}; tokens/s median and best, "
+              f"best is the least disturbed by other load on the machine; {time.perf_counter() - began:.0f} s)")
         base, base_best = statistics.median(results["off"]), max(results["off"])
         for name in names:
             median, best = statistics.median(results[name]), max(results[name])
@@ -96,6 +106,8 @@ class Bench:
             rounds = " ".join(f"{value:.1f}" for value in results[name])
             print(f"{name:>18}: median {median:9.1f} ({100 * (1 - median / base):+6.2f}% lost) best {best:9.1f} "
                   f"({100 * (1 - best / base_best):+6.2f}% lost) [{rounds}]{extra}")
+        self.summary.append((title, {name: 100 * (statistics.median(results[name]) / base - 1) for name in names
+                                     if name != "off"}))
         if "hidden_states" in results:
             hs, hs_best = statistics.median(results["hidden_states"]), max(results["hidden_states"])
             for name in names:
@@ -183,26 +195,56 @@ def cpu_section(bench: Bench) -> None:
                   generate_modes(bench, gpt2, prompt, bench.args.new_tokens, four))
 
 
-def gpu_section(bench: Bench) -> None:
-    if not torch.cuda.is_available():
+GPU_LLAMA = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                 num_key_value_heads=8, vocab_size=32000, max_position_embeddings=4096)
+
+SMOKE_LLAMA = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+                   num_key_value_heads=2, vocab_size=500, max_position_embeddings=4096)
+
+
+def gpu_section(bench: Bench, device: str = "cuda", shape: dict[str, int] | None = None) -> None:
+    """`device="cpu"` with a tiny `shape` runs the same code on the CPU as a smoke test (figures meaningless)."""
+    if device == "cuda" and not torch.cuda.is_available():
         print("\n== GPU section skipped: CUDA is not available on this machine")
         return
+    shape = shape or GPU_LLAMA
     torch.manual_seed(0)
-    config = transformers.LlamaConfig(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                                      num_attention_heads=32, num_key_value_heads=8, vocab_size=32000,
-                                      max_position_embeddings=4096, pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    model = transformers.LlamaForCausalLM(config).to("cuda", torch.bfloat16).eval()
+    config = transformers.LlamaConfig(**shape, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    start = time.perf_counter()
+    try:
+        with torch.device(device):  # random init on the device: seconds instead of a CPU init of 1B parameters
+            model = transformers.LlamaForCausalLM(config)
+    except Exception as exc:  # noqa: BLE001 - any failure of the shortcut: the plain (slower) CPU init
+        print(f"(init on {device} failed: {exc!r}; initialising on the CPU)", flush=True)
+        model = transformers.LlamaForCausalLM(config)
+    model = model.to(device, torch.bfloat16).eval()
+    model.generation_config.pad_token_id = 0
     params = sum(p.numel() for p in model.parameters()) / 1e9
-    print(f"\nGPU: {torch.cuda.get_device_name()} | random Llama {params:.2f}B params, bf16, "
-          f"{len(find_layers(model)[1])} layers")
-    four = [3, 7, 11, 15]
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU SMOKE TEST (figures meaningless)"
+    print(f"\nGPU: {name} | transformers {transformers.__version__} | random Llama {params:.2f}B params, bf16, "
+          f"{len(find_layers(model)[1])} layers, attention {model.config._attn_implementation} | built in "
+          f"{time.perf_counter() - start:.1f} s", flush=True)
+    n_layers, vocab = shape["num_hidden_layers"], shape["vocab_size"]
+    four = sorted({n_layers * i // 4 - 1 for i in range(1, 5)})  # 3, 7, 11, 15 for 16 layers
     generator = torch.Generator().manual_seed(1)
-    for batch in (1, 16):
-        prompt = torch.randint(3, 32000, (batch, 32), generator=generator).cuda()
+    # prefill first: it is quick, so a run cut short by a time limit still has it
+    if bench.args.prefill:
+        prefill = torch.randint(3, vocab, (1, bench.args.prefill), generator=generator).to(device)
+        bench.compare(f"GPU prefill {bench.args.prefill} tokens, batch 1", bench.args.prefill,
+                      forward_modes(bench, model, {"input_ids": prefill}, four))
+    for batch in bench.args.batches:
+        prompt = torch.randint(3, vocab, (batch, 32), generator=generator).to(device)
         bench.compare(f"GPU decode {bench.args.new_tokens} tokens, batch {batch}", bench.args.new_tokens * batch,
                       generate_modes(bench, model, prompt, bench.args.new_tokens, four))
-    prefill = torch.randint(3, 32000, (1, 2048), generator=generator).cuda()
-    bench.compare("GPU prefill 2048 tokens, batch 1", 2048, forward_modes(bench, model, {"input_ids": prefill}, four))
+
+
+def print_summary(bench: Bench) -> None:
+    """One line per measurement: % change of median tokens/s against capture off (negative = slower)."""
+    if not bench.summary:
+        return
+    print("\n== summary: % change of median tokens/s vs capture off (alternated rounds; negative = slower)")
+    for title, changes in bench.summary:
+        print(f"{title:>46}: " + "  ".join(f"{name} {change:+.2f}%" for name, change in changes.items()))
 
 
 def main() -> int:
@@ -215,6 +257,17 @@ def main() -> int:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--minilm-calls", type=int, default=20)
     parser.add_argument("--skip-cpu", action="store_true")
+    parser.add_argument("--modes", type=lambda text: [m for m in text.split(",") if m], default=None,
+                        help="comma list of modes besides 'off' (default: all of capture-4, capture-all-topk, "
+                             "hidden_states)")
+    parser.add_argument("--batches", type=lambda text: [int(b) for b in text.split(",")], default=[1, 16],
+                        help="GPU decode batch sizes")
+    parser.add_argument("--prefill", type=int, default=2048, help="GPU prefill length (0: none)")
+    parser.add_argument("--smoke-cpu", action="store_true",
+                        help="run the GPU section on the CPU with a tiny Llama (a test of the code; figures meaningless)")
+    parser.add_argument("--deadline-s", type=float, default=0,
+                        help="after this many seconds, each comparison stops at --min-rounds rounds (0: never)")
+    parser.add_argument("--min-rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads (0: torch's default); on a small shared CPU, 1 avoids OpenMP "
                              "spin-wait collapse and leaves a core for the capture writer thread")
@@ -228,7 +281,11 @@ def main() -> int:
     bench = Bench(args)
     if not args.skip_cpu:
         cpu_section(bench)
-    gpu_section(bench)
+    if args.smoke_cpu:
+        gpu_section(bench, "cpu", SMOKE_LLAMA)
+    else:
+        gpu_section(bench)
+    print_summary(bench)
     print(f"\nrows dropped across all captured runs: {bench.dropped}")
     return 0
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -108,44 +109,126 @@ def cpu_section(args) -> None:
                   f"| identical feature sets {agree * 100:.1f}% rows, max |dv| {max_err:.2e}")
 
 
-def gpu_section(args) -> None:
+def gpu_random_weights(d_in: int, d_sae: int, device: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """`sae.testing.random_weights` drawn with torch on `device`: the same distribution (unit-norm decoder rows, encoder
+    ~ decoder transpose + 0.1 noise), but seconds instead of a minute of float64 numpy at d_sae=131072."""
     import torch
 
-    if not torch.cuda.is_available():
+    g = torch.Generator(device=device).manual_seed(seed)
+    W_dec = torch.randn(d_sae, d_in, generator=g, device=device)
+    W_dec /= W_dec.norm(dim=1, keepdim=True)
+    W_enc = W_dec.T + 0.1 * torch.randn(d_in, d_sae, generator=g, device=device)
+    b_enc = -0.1 + 0.05 * torch.randn(d_sae, generator=g, device=device)
+    b_dec = 0.1 * torch.randn(d_in, generator=g, device=device)
+    out = {"W_enc": W_enc, "W_dec": W_dec, "b_enc": b_enc, "b_dec": b_dec}
+    return {name: t.float().contiguous().cpu().numpy() for name, t in out.items()}
+
+
+def gpu_section(args) -> None:
+    """ours (`TorchTopK`, the library's torch path) vs the fp32 encode + topk vs the bare bf16 GEMM.
+
+    `--gpu-device cpu --gpu-dims 256,4096,512,64` runs the same code on torch's CPU backend at a small size (with the
+    GPU's bf16 candidate dtype), as a smoke test on a machine without CUDA; the figures are then meaningless.
+    """
+    import torch
+
+    device = args.gpu_device
+    if device == "cuda" and not torch.cuda.is_available():
         print("== GPU: skipped (CUDA is not available on this machine; no figures measured)")
         return
     from sae.torch_backend import TorchTopK
 
-    d_in, d_sae, T, k = 4096, 131072, 8192, 64
-    print(f"== GPU: {torch.cuda.get_device_name()} d_in={d_in} d_sae={d_sae} T={T} k={k}")
-    w = random_weights(d_in, d_sae, seed=0)
-    with tempfile.TemporaryDirectory() as tmp:
+    cuda = device == "cuda"
+    d_in, d_sae, T, k = args.gpu_dims
+    name = torch.cuda.get_device_name() if cuda else "torch CPU backend (SMOKE TEST, figures meaningless)"
+    print(f"== GPU: {name} d_in={d_in} d_sae={d_sae} T={T} k={k}; torch {torch.__version__}, "
+          f"allow_tf32 matmul={torch.backends.cuda.matmul.allow_tf32}", flush=True)
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    phase = time.perf_counter()
+
+    def lap(what: str) -> None:
+        nonlocal phase
+        now = time.perf_counter()
+        print(f"  setup: {what} {now - phase:.1f} s", flush=True)
+        phase = now
+
+    w = gpu_random_weights(d_in, d_sae, device)
+    lap("random weights (torch on device, copied to host)")
+    tmp_dir = args.tmp_dir
+    if tmp_dir is None and os.path.isdir("/dev/shm"):
+        # memory-backed when there is room for it (3x the two float32 matrices), else the default temporary folder
+        free = shutil.disk_usage("/dev/shm").free
+        tmp_dir = "/dev/shm" if free > 3 * 8 * d_in * d_sae else None
+    with tempfile.TemporaryDirectory(dir=tmp_dir) as tmp:
+        print(f"  dictionary folder under {tmp}", flush=True)
         folder = write_saelens_dictionary(Path(tmp) / "layer_0", w["W_enc"], w["b_enc"], w["W_dec"], w["b_dec"])
         del w
-        ours = TorchTopK(load_dictionary(folder), "cuda")
-        label, encode = saelens_encoder(folder, "cuda")
+        lap(f"wrote SAELens folder, float32 ({sum(f.stat().st_size for f in folder.iterdir()) / 2**30:.2f} GiB)")
+        dictionary = load_dictionary(folder)
+        lap("load_dictionary (memory-mapped, finiteness scan)")
+        # on CUDA the library's default (bf16 candidates); on the CPU smoke test bf16 too, so the same path runs
+        ours = TorchTopK(dictionary, device, None if cuda else torch.bfloat16)
+        sync()
+        lap(f"TorchTopK prepared ({ours.dtype}, chunk_cols={ours.chunk_cols}, margin={ours.margin}; "
+            f"W32_T stride {tuple(ours.W32_T.stride())}, contiguous={ours.W32_T.is_contiguous()})")
+        label, encode = saelens_encoder(folder, device)
+        sync()
+        lap("baseline encoder prepared")
         x = np.random.default_rng(1).standard_normal((T, d_in)).astype(np.float32)
-        xt = torch.from_numpy(x).cuda()
+        xt = torch.from_numpy(x).to(device)
         W16 = ours.W_lo
 
         def timed(fn):
             def run():
                 fn()
-                torch.cuda.synchronize()
+                sync()
             return best_of(run, args.repeats)
 
-        x16 = xt.to(torch.bfloat16)
-        t_gemm = timed(lambda: x16 @ W16)
-        t_ref = timed(lambda: torch.topk(encode(xt), k, dim=-1))
+        x16 = xt.to(ours.dtype)
+        with torch.inference_mode():
+            t_gemm = timed(lambda: x16 @ W16)
+            t_ref = timed(lambda: torch.topk(encode(xt), k, dim=-1))
         t_ours = timed(lambda: ours.topk(x, k))
         idx, val = ours.topk(x, k)
         ref = torch.topk(encode(xt), k, dim=-1)
-        agree = same_features(idx, val, ref.indices.cpu().numpy(), ref.values.cpu().numpy())
+        ref_idx, ref_val = ref.indices.cpu().numpy(), ref.values.cpu().numpy()
+        del ref
+        agree = same_features(idx, val, ref_idx, ref_val)
+        max_err = float(np.abs(val - np.maximum(ref_val, 0)).max())
         print(f"baseline: {label}")
-        print(f"bare bf16 GEMM {T / t_gemm:10.0f} tok/s ({t_gemm * 1e3:6.1f} ms)")
-        print(f"saelens fp32   {T / t_ref:10.0f} tok/s ({t_ref * 1e3:6.1f} ms)")
-        print(f"ours           {T / t_ours:10.0f} tok/s ({t_ours * 1e3:6.1f} ms)  = {t_gemm / t_ours * 100:.0f}% of "
+        print(f"bare {str(ours.dtype).replace('torch.', '')} GEMM {T / t_gemm:10.0f} tok/s ({t_gemm * 1e3:7.1f} ms)")
+        print(f"saelens fp32   {T / t_ref:10.0f} tok/s ({t_ref * 1e3:7.1f} ms)")
+        print(f"ours           {T / t_ours:10.0f} tok/s ({t_ours * 1e3:7.1f} ms)  = {t_gemm / t_ours * 100:.0f}% of "
               f"bare-GEMM throughput, {t_ref / t_ours:.2f}x SAELens; identical feature sets {agree * 100:.1f}% rows")
+        print(f"ours/GEMM time ratio {t_ours / t_gemm:.2f}x; ours/SAELens time ratio {t_ours / t_ref:.3f}; "
+              f"max |dv| vs fp32 reference {max_err:.2e}")
+
+        # Where ours spends its time (same calls as TorchTopK.topk, pieces timed separately).
+        with torch.inference_mode():
+            xd = torch.as_tensor(dictionary.sae_in(x), device=device)
+            m = min(d_sae, k + ours.margin)
+            t_prep = timed(lambda: torch.as_tensor(ours.prepare(x), device=device))
+            t_cand = timed(lambda: ours.candidates(xd, m))
+            cand = ours.candidates(xd, m)
+            t_resc = timed(lambda: ours.rescore(xd, cand))
+        print(f"breakdown: host prepare + upload {t_prep * 1e3:.1f} ms | candidates (chunked addmm + topk {m}) "
+              f"{t_cand * 1e3:.1f} ms | fp32 rescoring {t_resc * 1e3:.1f} ms | rest (final topk, download) "
+              f"{(t_ours - t_prep - t_cand - t_resc) * 1e3:.1f} ms")
+        if not ours.W32_T.is_contiguous():
+            # Diagnostic only, NOT the library's path: the rescoring gathers rows of W32_T, which the library keeps
+            # as a transposed (column-major) view; a row-major copy shows what that layout costs.
+            ours.W32_T = ours.W32_T.contiguous()
+            with torch.inference_mode():
+                t_resc_c = timed(lambda: ours.rescore(xd, cand))
+            t_ours_c = timed(lambda: ours.topk(x, k))
+            print(f"diagnostic (not the library's path): with a row-major W32_T copy, rescoring "
+                  f"{t_resc_c * 1e3:.1f} ms (vs {t_resc * 1e3:.1f}), ours end to end {t_ours_c * 1e3:.1f} ms = "
+                  f"{T / t_ours_c:.0f} tok/s, {t_ours_c / t_gemm:.2f}x GEMM time")
+        lap("measurements")
 
 
 def int8_probe(args) -> None:
@@ -205,13 +288,25 @@ def int8_probe(args) -> None:
               f"need rank {float(need.float().mean()):.0f} mean, {int(need.max())} max")
 
 
+def dims(text: str) -> tuple[int, int, int, int]:
+    parts = tuple(int(v) for v in text.split(","))
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError("expected d_in,d_sae,T,k")
+    return parts  # type: ignore[return-value]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--skip-cpu", action="store_true", help="only the GPU section")
     parser.add_argument("--skip-gpu", action="store_true")
+    parser.add_argument("--gpu-dims", type=dims, default=(4096, 131072, 8192, 64), metavar="D_IN,D_SAE,T,K")
+    parser.add_argument("--gpu-device", default="cuda", help="'cpu' runs the GPU section as a small smoke test")
+    parser.add_argument("--tmp-dir", default=None, help="where the GPU section writes its dictionary (~4 GiB)")
     parser.add_argument("--int8-probe", action="store_true", help="also measure the rejected int8 first stage")
     args = parser.parse_args()
-    cpu_section(args)
+    if not args.skip_cpu:
+        cpu_section(args)
     if args.int8_probe:
         int8_probe(args)
     if not args.skip_gpu:

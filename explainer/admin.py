@@ -1,7 +1,7 @@
 """Admin: browse tenants, traces, their events and graphs, and re-run dead letters."""
 from django.contrib import admin, messages
 
-from .models import ApiKey, DeadLetter, Explanation, Outbox, Tenant, Trace, TraceEvent
+from .models import ApiKey, DeadLetter, Explanation, Tenant, Trace, TraceEvent
 from .services import dead_letters_replay
 
 
@@ -40,18 +40,14 @@ class ExplanationAdmin(admin.ModelAdmin):
     list_display = ("trace", "node_count", "incidence_count", "size_bytes", "updated")
 
 
-@admin.register(Outbox)
-class OutboxAdmin(admin.ModelAdmin):
-    list_display = ("trace", "run_id", "created", "published_at")
-
-
 @admin.register(DeadLetter)
 class DeadLetterAdmin(admin.ModelAdmin):
-    list_display = ("trace", "stage", "reason", "created", "replayed_at")
-    list_filter = ("stage",)
+    list_display = ("trace", "stage", "reason", "created", "replayed_at", "quarantined")
+    list_filter = ("stage", "quarantined")
     actions = ["rerun"]
 
     @admin.action(description="Re-run the selected dead-lettered traces")
     def rerun(self, request, queryset):
-        replayed = dead_letters_replay(ids=queryset.values_list("pk", flat=True))
-        self.message_user(request, f"re-running {len(replayed)} traces", messages.SUCCESS)
+        result = dead_letters_replay(ids=queryset.values_list("pk", flat=True))
+        self.message_user(request, f"re-running {len(result.replayed)} traces; skipped {len(result.quarantined)} "
+                                   f"quarantined", messages.SUCCESS)

@@ -1,11 +1,11 @@
 """State of the explainer: tenants, keys, traces and everything that happens to a trace.
 
 The database is the source of truth. Status transitions are conditional UPDATEs (see `services.py`), so a stage that
-lost a race, or belongs to a superseded run, changes nothing.
+lost a race, or belongs to a superseded run, changes nothing. The trace row also drives its own chain: it names the
+stage to run next and holds the lease of whoever runs it, so a lost message or a killed worker is seen (an expired
+lease) and healed by the sweeper without any broker state.
 """
 from __future__ import annotations
-
-import uuid
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -63,13 +63,25 @@ class Stage(models.TextChoices):
     BUILD = "build"
     PERSIST = "persist"
 
+    @property
+    def next(self) -> "Stage | None":
+        """The stage after this one in the chain; None after persist."""
+        order = list(Stage)
+        position = order.index(self)
+        return order[position + 1] if position + 1 < len(order) else None
+
 
 class Trace(models.Model):
     """One model response being explained.
 
     A trace is `queued` from its first event; `finalized_at` marks the moment it stopped accepting events and was
-    handed to the chain. `run_id` names the current chain run: a reconcile or a replay starts a new run, and tasks of
-    the old run then find nothing to claim.
+    handed to the chain. `run_id` names the current chain run: a replay starts a new run, and tasks of the old run
+    then find nothing to claim.
+
+    While a run is active, `stage` is the stage to run (or running) and `lease_until` the moment by which it must be
+    claimed (`lease_owner` empty) or renewed by its holder (`lease_owner` set); past it the sweeper re-publishes the
+    stage. `attempts` counts the starts of the current stage, so input that kills whatever runs it ends failed.
+    `token_count`, `layers` and `rows_extent` summarise the events received, so accept-time checks need no reads.
     """
 
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="traces")
@@ -84,12 +96,18 @@ class Trace(models.Model):
     error = models.TextField(blank=True)
     finalized_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=32, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    token_count = models.PositiveIntegerField(null=True, blank=True)
+    layers = models.JSONField(default=list, blank=True)
+    rows_extent = models.PositiveIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "trace_id"], name="trace_unique_per_tenant")]
-        indexes = [models.Index(fields=["status", "updated"])]
+        indexes = [models.Index(fields=["status", "updated"]), models.Index(fields=["status", "lease_until"])]
 
     def __str__(self) -> str:
         return f"{self.tenant_id}/{self.trace_id}"
@@ -133,20 +151,12 @@ class Explanation(models.Model):
     updated = models.DateTimeField(auto_now=True)
 
 
-class Outbox(models.Model):
-    """A chain run to publish; written in the accept transaction and published after commit (or by the sweeper)."""
-
-    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="outbox")
-    run_id = models.UUIDField(default=uuid.uuid4)
-    created = models.DateTimeField(auto_now_add=True)
-    published_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        indexes = [models.Index(fields=["published_at", "created"])]
-
-
 class DeadLetter(models.Model):
-    """A trace run that failed for good: what failed, where, and whether somebody re-ran it."""
+    """A trace run that failed for good: what failed, where, and whether somebody re-ran it.
+
+    A trace that keeps failing is `quarantined` once it has this many letters (`DEAD_LETTER_MAX_REPLAYS`): replays
+    skip it, so a poison input cannot be re-run into the workers by a blanket replay.
+    """
 
     trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="dead_letters")
     run_id = models.UUIDField(null=True, blank=True)
@@ -154,6 +164,7 @@ class DeadLetter(models.Model):
     reason = models.TextField()
     created = models.DateTimeField(auto_now_add=True)
     replayed_at = models.DateTimeField(null=True, blank=True)
+    quarantined = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["id"]

@@ -1,9 +1,19 @@
-"""Reads. Every selector takes `tenant=` first, so another tenant's trace is a 404 by construction."""
+"""Reads. Every selector of tenant data takes `tenant=` first, so another tenant's trace is a 404 by construction."""
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
 from django.http import Http404
 
+from sae import DictionaryError
+from sae.config import dictionary_layer_folder, dictionary_layers
+from sae.formats import read_spec
+
 from .models import Explanation, Tenant, Trace
+
+CATALOG_TTL_S = 30.0
 
 
 def trace_get(*, tenant: Tenant, trace_id: str) -> Trace:
@@ -39,3 +49,37 @@ def trace_summary(*, trace: Trace) -> dict:
         "created": trace.created.isoformat(),
         "updated": trace.updated.isoformat(),
     }
+
+
+@dataclass(frozen=True)
+class DictionaryCatalog:
+    """What the configured dictionary set can decode: its name and the input width of each layer.
+
+    A layer whose folder cannot be read has width None: events for it are accepted and the trace then fails with the
+    dictionary's own error, which names the problem.
+    """
+
+    name: str
+    widths: dict[int, int | None]
+
+
+_catalog: tuple[float, DictionaryCatalog] | None = None
+
+
+def dictionary_catalog(*, max_age_s: float = CATALOG_TTL_S) -> DictionaryCatalog:
+    """The configured dictionary set's layers and widths, read again from disk when older than `max_age_s`."""
+    global _catalog
+    now = time.monotonic()
+    if _catalog is None or now - _catalog[0] >= max_age_s:
+        _catalog = (now, _read_catalog(settings.DICT_ROOT, settings.DICT_NAME))
+    return _catalog[1]
+
+
+def _read_catalog(dict_root: str, name: str) -> DictionaryCatalog:
+    widths: dict[int, int | None] = {}
+    for layer in dictionary_layers(dict_root, name):
+        try:
+            widths[layer] = read_spec(dictionary_layer_folder(dict_root, name, layer)).d_in
+        except DictionaryError:
+            widths[layer] = None
+    return DictionaryCatalog(name=name, widths=widths)

@@ -92,22 +92,45 @@ STATIC_ROOT = VAR_DIR / "static"
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
-# A task not acknowledged within this many seconds is redelivered; countdowns stay below it.
-CELERY_VISIBILITY_TIMEOUT_S = env.int("CELERY_VISIBILITY_TIMEOUT_S", default=3600)
+# A message a killed worker took is redelivered after this many seconds. Kept short: stages hold leases in the
+# database, so a redelivered copy of a stage that is still running finds the lease held and does nothing.
+CELERY_VISIBILITY_TIMEOUT_S = env.int("CELERY_VISIBILITY_TIMEOUT_S", default=60)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_S,
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
 }
-# Traces in queued/running for longer than this are re-enqueued by `manage.py reconcile`.
-RECONCILE_DEADLINE_S = env.int("RECONCILE_DEADLINE_S", default=600)
-# Outbox rows older than this and never published are published by the sweeper.
-OUTBOX_SWEEP_AFTER_S = env.int("OUTBOX_SWEEP_AFTER_S", default=5)
-TASK_MAX_RETRIES = env.int("TASK_MAX_RETRIES", default=3)
 
-# --- Ingest -----------------------------------------------------------------------------------------
+# --- Reliability ------------------------------------------------------------------------------------
+# A stage's lease: renewed while it runs; a stage published but not claimed, or held by a worker that stopped
+# renewing, is re-published by the sweeper once this many seconds have passed.
+STAGE_LEASE_S = env.int("STAGE_LEASE_S", default=30)
+# How often the sweeper inside each worker looks for expired leases (one worker at a time, under a Redis lock).
+SWEEP_INTERVAL_S = env.int("SWEEP_INTERVAL_S", default=5)
+# A stage started this many times in one run without finishing fails the trace (input that kills its worker).
+STAGE_MAX_ATTEMPTS = env.int("STAGE_MAX_ATTEMPTS", default=3)
+# Transient errors (Redis, broker, database) are retried in the task for at least this long before dead-lettering.
+TASK_RETRY_WINDOW_S = env.int("TASK_RETRY_WINDOW_S", default=120)
+# A trace dead-lettered this many times is quarantined: replays skip it.
+DEAD_LETTER_MAX_REPLAYS = env.int("DEAD_LETTER_MAX_REPLAYS", default=3)
+# Seconds a client is asked to wait when a dependency (Redis, the database) is down.
+RETRY_AFTER_S = env.int("RETRY_AFTER_S", default=5)
+
+# --- API keys -------------------------------------------------------------------------------------
+# A verified key is remembered per process this long; revoking takes effect elsewhere within it.
+API_KEY_CACHE_S = env.float("API_KEY_CACHE_S", default=10.0)
+
+# --- Ingest: every size a client sends has a maximum -------------------------------------------------
 INGEST_MAX_BODY_BYTES = env.int("INGEST_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES + 1024 * 1024
+# Positions per trace: `token_offset` + rows of any activations event, tokens of a completion, the envelope's tokens.
+MAX_TRACE_TOKENS = env.int("MAX_TRACE_TOKENS", default=8192)
+# Distinct layers per trace, over all its activations events.
+MAX_LAYERS = env.int("MAX_LAYERS", default=8)
+# Width (d_model) of one activation row.
+MAX_ACTIVATION_WIDTH = env.int("MAX_ACTIVATION_WIDTH", default=16384)
+# Characters of a completion's text or prompt.
+MAX_TEXT_CHARS = env.int("MAX_TEXT_CHARS", default=256 * 1024)
 
 # --- SAE dictionaries -------------------------------------------------------------------------------
 DICT_ROOT = env.str("DICT_ROOT", default=str(VAR_DIR / "dicts"))

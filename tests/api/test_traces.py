@@ -71,3 +71,108 @@ def test_tenant_of_a_trace_never_changes(alice_trace, bob):
     alice_trace.tenant = bob[0]
     with pytest.raises(ValidationError):
         alice_trace.save()
+
+
+# --- two tenants, one trace_id --------------------------------------------------------------------------------------
+
+SHARED_ID = "req-42"
+TENANT_CONTENT = {
+    # tenant slug: model, features (layer, index, label; distinct label prefixes, so none is grouped), output tokens
+    "alice": ("alice-model", [(3, 11, "Biology: mitosis"), (5, 12, "Biology: genome")], ["Cells", " divide"]),
+    "bob": ("bob-model", [(4, 21, "Finance: bonds"), (6, 22, "Markets: yields"), (6, 23, "Savings: cash")],
+            ["Rates", " rose", " again"]),
+}
+
+
+def _graph_of(model: str, features: list[tuple[int, int, str]], tokens: list[str]) -> dict:
+    """A small valid HIF v1 document whose every part (meta, feature ids, labels, tokens) names its tenant."""
+    import hif
+
+    nodes = [{"id": f"feat_{layer}_{index}", "type": "sae_feature", "label": label, "layer": layer,
+              "activation_strength": 1.0 + n} for n, (layer, index, label) in enumerate(features)]
+    nodes += [{"id": f"token_out_{i}", "type": "output_token", "label": tok, "position": i}
+              for i, tok in enumerate(tokens)]
+    incidences = [{"id": f"att_{n}", "node_ids": [f"feat_{layer}_{index}", f"token_out_{n % len(tokens)}"],
+                   "weight": 0.9 - 0.1 * n, "metadata": {"type": "causal_circuit", "method": "acdc",
+                                                        "window": f"sent-{n % len(tokens)}"}}
+                  for n, (layer, index, _) in enumerate(features)]
+    meta = {"model_name": model, "model_hash": f"sha256:{model}", "sae_dictionary": "sample",
+            "granularity": "sentence", "created_at": "2025-01-01T00:00:00Z"}
+    doc = hif.build_hif(nodes, incidences, meta, hif.HypergraphConfig())
+    assert hif.validate_hif(doc) == []
+    return doc
+
+
+@pytest.fixture
+def same_trace_id_for_two_tenants(alice, bob, client_for, redis_flush):
+    """Alice and Bob each send a completion under the same trace_id; both traces complete with their own graph."""
+    docs = {}
+    for slug, (tenant, key) in (("alice", alice), ("bob", bob)):
+        model, features, tokens = TENANT_CONTENT[slug]
+        response = client_for(key).post("/ingest", {
+            "trace_id": SHARED_ID, "event_type": "completion",
+            "payload": {"model": model, "prompt": f"{slug} asks", "text": "".join(tokens), "tokens": tokens}},
+            format="json")
+        assert response.status_code == 202, response.content
+        trace = Trace.objects.get(tenant=tenant, trace_id=SHARED_ID)
+        docs[slug] = _graph_of(model, features, tokens)
+        Trace.objects.filter(pk=trace.pk).update(status=TraceStatus.COMPLETE)
+        Explanation.objects.create(trace=trace, document=docs[slug], size_bytes=100,
+                                   node_count=len(docs[slug]["nodes"]),
+                                   incidence_count=len(docs[slug]["incidences"]))
+    return docs
+
+
+def _own_and_other(reader: str) -> tuple[str, set[str], set[str], list[str]]:
+    model, features, tokens = TENANT_CONTENT[reader]
+    other = next(slug for slug in TENANT_CONTENT if slug != reader)
+    return model, {label for *_, label in features}, {label for *_, label in TENANT_CONTENT[other][1]}, tokens
+
+
+READERS = pytest.mark.parametrize("reader", ["alice", "bob"])
+
+
+@pytest.fixture
+def reader_client(same_trace_id_for_two_tenants, alice, bob, client_for):
+    return lambda reader: client_for({"alice": alice, "bob": bob}[reader][1])
+
+
+@READERS
+def test_same_trace_id_detail_is_the_readers_own(reader, reader_client, same_trace_id_for_two_tenants):
+    doc = same_trace_id_for_two_tenants[reader]
+    response = reader_client(reader).get(f"/v1/traces/{SHARED_ID}")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model_name"] == TENANT_CONTENT[reader][0] and body["status"] == "complete"
+    assert (body["counts"]["nodes"], body["counts"]["incidences"]) == (len(doc["nodes"]), len(doc["incidences"]))
+
+
+@READERS
+@pytest.mark.parametrize("query", ["", "?format=hif-1"])
+def test_same_trace_id_hif1_graph_is_the_readers_own(reader, query, reader_client, same_trace_id_for_two_tenants):
+    response = reader_client(reader).get(f"/v1/traces/{SHARED_ID}/graph{query}")
+    assert response.status_code == 200
+    assert response.json() == same_trace_id_for_two_tenants[reader]
+
+
+@READERS
+def test_same_trace_id_hif_standard_graph_is_the_readers_own(reader, reader_client):
+    model, own_labels, other_labels, tokens = _own_and_other(reader)
+    response = reader_client(reader).get(f"/v1/traces/{SHARED_ID}/graph?format=hif-standard")
+    assert response.status_code == 200
+    std = response.json()
+    assert std["metadata"]["model_name"] == model
+    labels = {node["attrs"].get("label") for node in std["nodes"]}
+    assert own_labels | set(tokens) <= labels and not other_labels & labels
+
+
+@READERS
+def test_same_trace_id_neuronpedia_graph_is_the_readers_own(reader, reader_client):
+    model, own_labels, other_labels, tokens = _own_and_other(reader)
+    response = reader_client(reader).get(f"/v1/traces/{SHARED_ID}/graph?format=neuronpedia")
+    assert response.status_code == 200
+    graph = response.json()
+    assert (graph["metadata"]["scan"], graph["metadata"]["prompt"]) == (model, f"{reader} asks")
+    assert graph["metadata"]["prompt_tokens"][-len(tokens):] == tokens
+    clerps = {node["clerp"] for node in graph["nodes"]}
+    assert own_labels <= clerps and not other_labels & clerps
