@@ -16,7 +16,7 @@ import pytest
 
 from tests.local_servers import ServiceStack, free_port, kill_group, postgres_bin, private_postgres, private_redis
 
-from .world import TENANT, World
+from .world import DICTIONARY_LAYERS, TENANT, World
 
 
 def _missing_tools() -> list[str]:
@@ -45,7 +45,12 @@ def world_servers():
 
     workdir = Path(tempfile.mkdtemp(prefix="hg-reliability-"))
     dict_root = workdir / "dicts"
-    write_dictionary(dict_root, name="sample")
+    layer_folder = write_dictionary(dict_root, name="sample")
+    # Layers 0..8 (links to the sample's layer 6) before the web server starts, which reads the dictionary's layers
+    # at accept time: one layer more than MAX_LAYERS, so that bound is testable apart from "layer not in dictionary".
+    for layer in DICTIONARY_LAYERS:
+        if not (link := layer_folder.parent / f"layer_{layer}").exists():
+            link.symlink_to(layer_folder, target_is_directory=True)
     with private_postgres() as pg, private_redis() as redis_server:
         db_url = pg.createdb("reliability")
         stack = ServiceStack(workdir, {

@@ -14,6 +14,7 @@ import pytest
 from explainer.samples import D_IN, LAYER
 
 from .traffic import small_trace_events
+from .world import DICTIONARY_LAYERS
 
 MAX_TRACE_TOKENS = 8192
 MAX_LAYERS = 8
@@ -43,7 +44,7 @@ def _leaks_server_paths(message: str, world) -> bool:
 CASES = [
     # The issue's poison request, verbatim in its sizes.
     ("poison_offset", lambda t: {**_inline(t), "token_offset": 1_000_000_000_000}, "token_offset"),
-    ("layer_not_in_dictionary", lambda t: _inline(t, layer=9), "layer"),
+    ("layer_not_in_dictionary", lambda t: _inline(t, layer=max(DICTIONARY_LAYERS) + 1), "layer"),
     ("width_not_the_dictionarys", lambda t: _inline(t, width=256), "shape"),
     ("width_over_max", lambda t: _inline(1, width=MAX_ACTIVATION_WIDTH + 1), "shape"),
     ("rows_beyond_completion", lambda t: _inline(t + 4), "shape"),
@@ -69,26 +70,18 @@ def test_unbounded_or_mismatched_activations_are_a_400_with_a_path(world, case, 
 
 
 def test_more_layers_than_max_layers_is_a_400_with_a_path(world):
-    """Layers 0..8 all exist in the dictionary (links to layer 6), so only the MAX_LAYERS bound can refuse one."""
-    folder = world.dict_root / "sample"
-    links = [folder / f"layer_{layer}" for layer in range(MAX_LAYERS + 1) if layer != LAYER]
-    for link in links:
-        link.symlink_to(folder / f"layer_{LAYER}", target_is_directory=True)
-    try:
-        http = world.http
-        tokens = _open_trace(http, "bounded-max-layers")
-        answers = []
-        for layer in range(MAX_LAYERS + 1):
-            event = {"trace_id": "bounded-max-layers", "event_type": "activations",
-                     "payload": _inline(tokens, layer=layer)}
-            answers.append(http.json("POST", "/ingest", event))
-    finally:
-        for link in links:
-            link.unlink()
+    """The suite's dictionary has layers 0..8, so only the MAX_LAYERS bound can refuse the ninth."""
+    assert len(DICTIONARY_LAYERS) > MAX_LAYERS
+    http = world.http
+    tokens = _open_trace(http, "bounded-max-layers")
+    answers = [http.json("POST", "/ingest", {"trace_id": "bounded-max-layers", "event_type": "activations",
+                                             "payload": _inline(tokens, layer=layer)})
+               for layer in DICTIONARY_LAYERS[:MAX_LAYERS + 1]]
     assert [status for status, _ in answers[:MAX_LAYERS]] == [202] * MAX_LAYERS, answers[:MAX_LAYERS]
     status, body = answers[MAX_LAYERS]
     assert status == 400, (status, body)
     assert any("layer" in error["path"] for error in body["errors"]), body
+    assert "MAX_LAYERS" in body["errors"][0]["message"] or "layers" in body["errors"][0]["message"], body
 
 
 def _shard_envelope(world, trace_id: str, token_index: int) -> dict:

@@ -32,13 +32,13 @@ def _letters(world, trace_id: str) -> list[tuple]:
         "JOIN explainer_trace t ON t.id = d.trace_id WHERE t.trace_id = %s ORDER BY d.id", (trace_id,))
 
 
-def _runs(world, trace_id: str) -> int:
-    return world.ledger()._query(
-        "SELECT count(*) FROM explainer_outbox o JOIN explainer_trace t ON t.id = o.trace_id "
-        "WHERE t.trace_id = %s", (trace_id,))[0][0]
+def _run(world, trace_id: str) -> str:
+    """The trace's current run id: a replay starts a new run."""
+    return str(world.ledger()._query("SELECT run_id FROM explainer_trace WHERE trace_id = %s", (trace_id,))[0][0])
 
 
-def _wait_failed(world, trace_id: str, letters: int, timeout_s: float = 30.0) -> None:
+def _wait_failed(world, trace_id: str, letters: int, timeout_s: float = 50.0) -> None:
+    """Bounded by a lost publish healed by the sweeper: STAGE_LEASE_S (30) + SWEEP_INTERVAL_S (5) + slack."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         row = world.ledger().rows([trace_id]).get(trace_id)
@@ -62,29 +62,30 @@ def test_replay_filters_and_quarantine(world):
     (stage, reason, _), = _letters(world, "dl-alpha")
     assert stage == "load" and "shard" in reason, reason
     after_both = datetime.now(timezone.utc).isoformat()
+    runs = {t: _run(world, t) for t in ("dl-alpha", "dl-beta")}
 
     # Filters that select nothing replay nothing.
     for filters in (["--stage", "persist"], ["--reason", "no such reason anywhere"], ["--since", after_both],
                     ["--trace", "dl-nobody"]):
         _replay(world, *filters)
-        assert [_runs(world, t) for t in ("dl-alpha", "dl-beta")] == [1, 1], filters
+        assert {t: _run(world, t) for t in runs} == runs, filters
+        assert [r for _, _, r in _letters(world, "dl-alpha") + _letters(world, "dl-beta")] == [False, False]
 
     # --trace (with matching --stage and --reason) replays that trace only.
     _replay(world, "--trace", "dl-alpha", "--stage", "load", "--reason", "shard")
-    assert _runs(world, "dl-alpha") == 2 and _runs(world, "dl-beta") == 1
+    assert _run(world, "dl-alpha") != runs["dl-alpha"] and _run(world, "dl-beta") == runs["dl-beta"]
     _wait_failed(world, "dl-alpha", 2)
     assert [replayed for _, _, replayed in _letters(world, "dl-beta")] == [False]
 
     # A third failure, then the trace is quarantined: replays skip it, filtered or not.
     _replay(world, "--trace", "dl-alpha")
     _wait_failed(world, "dl-alpha", DEAD_LETTER_MAX_REPLAYS)
-    runs = _runs(world, "dl-alpha")
-    assert runs == DEAD_LETTER_MAX_REPLAYS
-    _replay(world, "--trace", "dl-alpha")
-    _replay(world)
+    quarantined_run = _run(world, "dl-alpha")
+    out = _replay(world, "--trace", "dl-alpha") + _replay(world)
     time.sleep(1.0)
-    assert _runs(world, "dl-alpha") == runs, "a quarantined trace was replayed"
+    assert _run(world, "dl-alpha") == quarantined_run, "a quarantined trace was replayed:\n" + out
     assert len(_letters(world, "dl-alpha")) == DEAD_LETTER_MAX_REPLAYS
     assert world.ledger().rows(["dl-alpha"])["dl-alpha"].status == "failed"
+    assert "quarantined" in out, out
     # The unfiltered replay did take the other trace.
-    assert _runs(world, "dl-beta") == 2
+    assert _run(world, "dl-beta") != runs["dl-beta"]

@@ -18,6 +18,8 @@ SLACK_S = float(os.environ.get("RELIABILITY_SLACK_S", "15"))
 # terabytes gets a MemoryError in the worker instead of the shared machine's OOM killer.
 WORKER_MEMORY_LIMIT = 6 * 1024 ** 3
 TENANT = "reliability"
+# The suite's dictionary has these layers, all of the sample's width (the sample has layer 6; the others link to it).
+DICTIONARY_LAYERS = tuple(range(9))
 
 
 @dataclass
