@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
+from django.db.models import F, QuerySet
 from django.http import Http404
 
 from sae import DictionaryError
@@ -21,6 +23,22 @@ def trace_get(*, tenant: Tenant, trace_id: str) -> Trace:
     if trace is None:
         raise Http404(f"trace '{trace_id}' not found")
     return trace
+
+
+def trace_list(*, tenant: Tenant, status: str | None = None, granularity: str | None = None,
+               model: str | None = None, since: datetime | None = None) -> QuerySet[Trace]:
+    """The tenant's traces, newest first, narrowed by the filters; graph counts joined in, no document loaded."""
+    traces = Trace.objects.filter(tenant=tenant)
+    if status:
+        traces = traces.filter(status=status)
+    if granularity:
+        traces = traces.filter(granularity=granularity)
+    if model:
+        traces = traces.filter(model_name=model)
+    if since is not None:
+        traces = traces.filter(created__gte=since)
+    return traces.annotate(node_count=F("explanation__node_count"),
+                           incidence_count=F("explanation__incidence_count")).order_by("-created", "-id")
 
 
 def explanation_get(*, tenant: Tenant, trace_id: str) -> Explanation | None:

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "hypergraph_site.errors.StripApiSlashMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -113,6 +114,8 @@ STAGE_MAX_ATTEMPTS = env.int("STAGE_MAX_ATTEMPTS", default=3)
 TASK_RETRY_WINDOW_S = env.int("TASK_RETRY_WINDOW_S", default=120)
 # A trace dead-lettered this many times is quarantined: replays skip it.
 DEAD_LETTER_MAX_REPLAYS = env.int("DEAD_LETTER_MAX_REPLAYS", default=3)
+# A trace not finalized within this many seconds of its last event expires (its capture shards are deleted).
+TRACE_OPEN_TTL_S = env.int("TRACE_OPEN_TTL_S", default=3600)
 # Seconds a client is asked to wait when a dependency (Redis, the database) is down.
 RETRY_AFTER_S = env.int("RETRY_AFTER_S", default=5)
 
