@@ -16,7 +16,7 @@ from ingest.errors import error_response
 
 from .exports import EXPORT_FORMATS, export_graph
 from .models import Granularity, Scope, TraceStatus
-from .selectors import explanation_get, trace_get, trace_list, trace_summary
+from .selectors import dictionary_catalog, explanation_get, trace_get, trace_list, trace_summary
 
 
 class TracePages(CursorPagination):
@@ -111,3 +111,17 @@ class TraceGraphApi(APIView):
                     "status_url": request.build_absolute_uri(reverse("trace-detail", args=[trace.trace_id]))}
             return Response(body, status=status.HTTP_202_ACCEPTED)
         return Response(export_graph(trace=trace, document=explanation.document, fmt=fmt))
+
+
+class DictionaryListApi(APIView):
+    permission_classes = [HasScope]
+    required_scope = Scope.TRACES_READ
+
+    @extend_schema(operation_id="dictionary_list",
+                   summary="What the service can decode: the dictionary set, its layers, widths and architectures",
+                   responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        catalog = dictionary_catalog()
+        layers = [{"layer": layer, "readable": info is not None, **(vars(info) if info else {})}
+                  for layer, info in sorted(catalog.layers.items())]
+        return Response({"dictionaries": [{"name": catalog.name, "layers": layers}]})

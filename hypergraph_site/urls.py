@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-from explainer.apis import TraceDetailApi, TraceGraphApi, TraceListApi
+from explainer.apis import DictionaryListApi, TraceDetailApi, TraceGraphApi, TraceListApi
 from explainer.health import HealthzApi, MetricsApi, ReadyzApi
 from ingest.apis import IngestApi
 
@@ -14,6 +14,7 @@ urlpatterns = [
     path("v1/traces", TraceListApi.as_view(), name="trace-list"),
     path("v1/traces/<str:trace_id>", TraceDetailApi.as_view(), name="trace-detail"),
     path("v1/traces/<str:trace_id>/graph", TraceGraphApi.as_view(), name="trace-graph"),
+    path("v1/dictionaries", DictionaryListApi.as_view(), name="dictionary-list"),
     path("healthz", HealthzApi.as_view(), name="healthz"),
     path("readyz", ReadyzApi.as_view(), name="readyz"),
     path("metrics", MetricsApi.as_view(), name="metrics"),

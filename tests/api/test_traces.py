@@ -221,3 +221,10 @@ def test_unknown_endpoints_answer_the_json_envelope(alice, client_for):
     assert response.status_code == 404
     assert "no such endpoint" in response.json()["errors"][0]["message"]
     assert client_for(alice[1]).get("/v1/traces/t-404/").json()["errors"][0]["message"]
+
+
+def test_dictionaries_lists_what_the_service_can_decode(alice, client_for, sample_dictionary):
+    body = client_for(alice[1]).get("/v1/dictionaries").json()
+    assert body == {"dictionaries": [{"name": "sample", "layers": [
+        {"layer": 6, "readable": True, "d_in": 384, "d_sae": 4096, "architecture": "standard", "format": "saelens",
+         "labelled": True}]}]}
