@@ -40,14 +40,16 @@ class ApiKey(AbstractAPIKey):
 
 
 class TraceStatus(models.TextChoices):
+    OPEN = "open"
     QUEUED = "queued"
     RUNNING = "running"
     COMPLETE = "complete"
     FAILED = "failed"
     CANCELED = "canceled"
+    EXPIRED = "expired"
 
 
-TERMINAL_STATUSES = (TraceStatus.COMPLETE, TraceStatus.FAILED, TraceStatus.CANCELED)
+TERMINAL_STATUSES = (TraceStatus.COMPLETE, TraceStatus.FAILED, TraceStatus.CANCELED, TraceStatus.EXPIRED)
 ACTIVE_STATUSES = (TraceStatus.QUEUED, TraceStatus.RUNNING)
 
 
@@ -74,8 +76,8 @@ class Stage(models.TextChoices):
 class Trace(models.Model):
     """One model response being explained.
 
-    A trace is `queued` from its first event; `finalized_at` marks the moment it stopped accepting events and was
-    handed to the chain. `run_id` names the current chain run: a replay starts a new run, and tasks of the old run
+    A trace is `open` from its first event until it is finalized (`finalized_at`, then `queued` for the chain), or
+    `expired` when it is not finalized within `TRACE_OPEN_TTL_S`. `run_id` names the current chain run: a replay starts a new run, and tasks of the old run
     then find nothing to claim.
 
     While a run is active, `stage` is the stage to run (or running) and `lease_until` the moment by which it must be
@@ -86,7 +88,7 @@ class Trace(models.Model):
 
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="traces")
     trace_id = models.CharField(max_length=128)
-    status = models.CharField(max_length=16, choices=TraceStatus.choices, default=TraceStatus.QUEUED)
+    status = models.CharField(max_length=16, choices=TraceStatus.choices, default=TraceStatus.OPEN)
     stage = models.CharField(max_length=16, choices=Stage.choices, blank=True)
     granularity = models.CharField(max_length=16, choices=Granularity.choices, default=Granularity.SENTENCE)
     model_name = models.CharField(max_length=200, blank=True)

@@ -12,7 +12,6 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-import redis
 from django.conf import settings
 
 import attribution
@@ -23,6 +22,7 @@ from ingest.hooks import ShardsMissing, read_shards
 
 from . import services
 from .selectors import dictionary_catalog
+from .shards import shard_client
 from .artifacts import ArtifactStore
 from .models import Trace
 from .text import sentence_windows
@@ -55,11 +55,6 @@ def hypergraph_config() -> "hif.HypergraphConfig":
     return hif.HypergraphConfig.from_env()
 
 
-@cache
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
-
-
 # --- load ----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -76,7 +71,7 @@ def _rows_of(payload: dict) -> dict[int, LayerRows]:
         rows = decode_inline_activations(payload)
         return {int(payload["layer"]): LayerRows(offset + np.arange(len(rows)), rows)}
     try:
-        shards = read_shards(_redis(), payload["shards"])
+        shards = read_shards(shard_client(), payload["shards"])
     except ShardsMissing as exc:
         raise PipelineError(f"activation shards expired or missing in Redis: {exc}") from None
     return {layer: LayerRows(offset + idx.astype(np.int64), rows) for layer, (idx, rows) in shards.items()}

@@ -30,6 +30,7 @@ from .models import (
     Trace,
     TraceStatus,
 )
+from .shards import shard_keys, shards_delete
 
 logger = logging.getLogger(__name__)
 
@@ -170,10 +171,11 @@ def trace_fail(*, trace_pk: int, run_id: str | None, stage: str, reason: str) ->
 class SweepResult:
     republished: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    expired: list[int] = field(default_factory=list)
 
 
 def traces_sweep(*, limit: int = 500) -> SweepResult:
-    """Publish again every due stage whose lease expired; fail runs whose stage keeps dying.
+    """Publish again every due stage whose lease expired; fail runs whose stage keeps dying; expire open traces.
 
     An expired lease means the stage's message was lost (broker outage, Redis restart) or its holder stopped renewing
     (killed worker, database outage). Each re-publish first moves the lease forward by a conditional UPDATE, so two
@@ -195,9 +197,32 @@ def traces_sweep(*, limit: int = 500) -> SweepResult:
         if taken:
             stage_publish(trace_pk=pk, run_id=str(run_id), stage=Stage(stage))
             result.republished.append(pk)
+    result.expired = traces_expire(limit=limit)
     if result.republished or result.failed:
         logger.warning("sweep: re-published %d stages, failed %d traces", len(result.republished), len(result.failed))
     return result
+
+
+def traces_expire(*, limit: int = 500) -> list[int]:
+    """End traces never finalized within `TRACE_OPEN_TTL_S` of their last event, and delete their capture shards.
+
+    Their events stay (an operator can still see what arrived); the shards would expire in Redis anyway, but a
+    client that gave up should not hold memory for the rest of the shards' TTL.
+    """
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.TRACE_OPEN_TTL_S)
+    stale = list(Trace.objects.filter(status=TraceStatus.OPEN, updated__lt=cutoff).order_by("updated")[:limit])
+    expired = []
+    for trace in stale:
+        ended = Trace.objects.filter(pk=trace.pk, status=TraceStatus.OPEN, updated=trace.updated).update(
+            status=TraceStatus.EXPIRED, finished_at=now, updated=now,
+            error=f"not finalized within TRACE_OPEN_TTL_S ({settings.TRACE_OPEN_TTL_S} s) of its last event")
+        if ended:
+            shards_delete(shard_keys(trace))
+            expired.append(trace.pk)
+    if expired:
+        logger.info("sweep: expired %d traces never finalized", len(expired))
+    return expired
 
 
 @dataclass

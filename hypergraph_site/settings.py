@@ -1,18 +1,35 @@
 """Settings, read once from the environment (https://django-environ.readthedocs.io/).
 
 Grouped by integration. Every value has a default that runs on a fresh machine (SQLite under var/,
-local file storage, Redis on localhost) so the README's run command needs no configuration.
+local file storage, Redis on localhost) so the README's run command needs no configuration. A `.env` file at the
+repository root (written by `scripts/setup.sh`) is read first; variables already in the environment win over it.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
+ENV_FILE = BASE_DIR / ".env"
 
-env = environ.Env()
+
+class _Env(environ.Env):
+    """django-environ, but a value that does not parse stops the process with one line naming it, not a traceback."""
+
+    def get_value(self, var, *args, **kwargs):
+        try:
+            return super().get_value(var, *args, **kwargs)
+        except (ValueError, TypeError) as exc:
+            raise SystemExit(f"hypergraph-sidecar: {var}={os.environ.get(var)!r} is not valid ({exc}); fix it in "
+                             f"the environment or in {ENV_FILE}") from None
+
+
+env = _Env()
+if ENV_FILE.is_file():
+    env.read_env(str(ENV_FILE))
 
 # --- Core -------------------------------------------------------------------------------------------
 DEV_MODE = env.bool("DEV_MODE", default=False)
@@ -21,7 +38,8 @@ SECRET_KEY = env.str("SECRET_KEY", default="") or (
     "dev-insecure-secret-key-DO-NOT-USE-IN-PRODUCTION" if DEV_MODE else ""
 )
 if not SECRET_KEY:
-    raise environ.ImproperlyConfigured("Set SECRET_KEY (or DEV_MODE=1 for a local, insecure default).")
+    raise SystemExit("hypergraph-sidecar: SECRET_KEY is not set. Run `bash scripts/setup.sh` (it writes one to .env), "
+                     "export SECRET_KEY=..., or set DEV_MODE=1 for a local, insecure default.")
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 
@@ -43,6 +61,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "hypergraph_site.errors.StripApiSlashMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -113,6 +132,8 @@ STAGE_MAX_ATTEMPTS = env.int("STAGE_MAX_ATTEMPTS", default=3)
 TASK_RETRY_WINDOW_S = env.int("TASK_RETRY_WINDOW_S", default=120)
 # A trace dead-lettered this many times is quarantined: replays skip it.
 DEAD_LETTER_MAX_REPLAYS = env.int("DEAD_LETTER_MAX_REPLAYS", default=3)
+# A trace not finalized within this many seconds of its last event expires (its capture shards are deleted).
+TRACE_OPEN_TTL_S = env.int("TRACE_OPEN_TTL_S", default=3600)
 # Seconds a client is asked to wait when a dependency (Redis, the database) is down.
 RETRY_AFTER_S = env.int("RETRY_AFTER_S", default=5)
 

@@ -2,14 +2,19 @@ from django.contrib import admin
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-from explainer.apis import TraceDetailApi, TraceGraphApi
+from explainer.apis import DictionaryListApi, TraceDetailApi, TraceGraphApi, TraceListApi
 from explainer.health import HealthzApi, MetricsApi, ReadyzApi
 from ingest.apis import IngestApi
 
+from .errors import json_not_found, json_server_error
+
+# API routes are written without a trailing slash; `errors.StripApiSlashMiddleware` lets `POST /ingest/` reach them.
 urlpatterns = [
     path("ingest", IngestApi.as_view(), name="ingest"),
+    path("v1/traces", TraceListApi.as_view(), name="trace-list"),
     path("v1/traces/<str:trace_id>", TraceDetailApi.as_view(), name="trace-detail"),
     path("v1/traces/<str:trace_id>/graph", TraceGraphApi.as_view(), name="trace-graph"),
+    path("v1/dictionaries", DictionaryListApi.as_view(), name="dictionary-list"),
     path("healthz", HealthzApi.as_view(), name="healthz"),
     path("readyz", ReadyzApi.as_view(), name="readyz"),
     path("metrics", MetricsApi.as_view(), name="metrics"),
@@ -17,3 +22,6 @@ urlpatterns = [
          name="schema"),
     path("admin/", admin.site.urls),
 ]
+
+handler404 = json_not_found
+handler500 = json_server_error

@@ -155,3 +155,20 @@ def test_a_trace_that_keeps_failing_is_quarantined_and_skipped(trace):
         result = services.dead_letters_replay()
     assert result.replayed == [] and [d.trace_id for d in result.quarantined] == [trace.pk]
     assert Trace.objects.get(pk=trace.pk).status == TraceStatus.FAILED
+
+
+def test_open_traces_expire_after_the_ttl_and_their_shards_are_deleted(alice, redis_flush, settings):
+    from explainer.models import TraceEvent
+
+    stale = Trace.objects.create(tenant=alice[0], trace_id="stale")
+    fresh = Trace.objects.create(tenant=alice[0], trace_id="fresh")
+    TraceEvent.objects.create(trace=stale, event_type="activations", event_hash="h",
+                              payload={"shards": ["activations:stale:3:0"], "layers": [3], "tokens": 2})
+    redis_flush.set("activations:stale:3:0", b"rows")
+    Trace.objects.filter(pk=stale.pk).update(updated=timezone.now() - timedelta(seconds=settings.TRACE_OPEN_TTL_S + 1))
+    assert services.traces_sweep().expired == [stale.pk]
+    stale.refresh_from_db()
+    assert stale.status == TraceStatus.EXPIRED and "TRACE_OPEN_TTL_S" in stale.error
+    assert Trace.objects.get(pk=fresh.pk).status == TraceStatus.OPEN
+    assert not redis_flush.exists("activations:stale:3:0")
+    assert TraceEvent.objects.filter(trace=stale).count() == 1
