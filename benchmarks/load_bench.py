@@ -118,9 +118,11 @@ TARGETS = (("bare DRF view (202)", "/bench/bare", 202),
            ("/ingest (completion + inline activations)", "/ingest", 202))
 
 
-def http_phase(client: Client, requests: int, rounds: int) -> list[dict]:
+def http_phase(client: Client, requests: int, rounds: int, after_warm_up=lambda: None) -> list[dict]:
     results = {name: {"rates": [], "latencies": [], "codes": {}} for name, _, _ in TARGETS}
     for round_no in range(rounds + 1):  # round 0 warms up (imports, connections, caches) and is not counted
+        if round_no == 1:
+            after_warm_up()
         for name, path, _ in TARGETS:
             count = requests if round_no else max(60, requests // 5)
             bodies = _bodies(f"b{round_no}-{path.strip('/').replace('/', '-')}", count)
@@ -138,6 +140,32 @@ def http_phase(client: Client, requests: int, rounds: int) -> list[dict]:
                      "p95_ms": 1000 * _percentile(r["latencies"], 0.95), "codes": r["codes"],
                      "ok": set(r["codes"]) == {expected}})
     return rows
+
+
+def _settled_size(access_log: Path) -> int:
+    """The access log's size once the workers stopped appending to it (they write after each response)."""
+    size = -1
+    for _ in range(20):
+        time.sleep(0.1)
+        current = access_log.stat().st_size if access_log.exists() else 0
+        if current == size:
+            break
+        size = current
+    return max(size, 0)
+
+
+def _server_ms(access_log: Path, offset: int) -> dict[str, float]:
+    """Median milliseconds gunicorn spent on each path (its access log's request time, %(D)s microseconds), over the
+    lines after `offset` (the warm-up round's lines are before it)."""
+    per_path: dict[str, list[float]] = {}
+    _settled_size(access_log)
+    with open(access_log, "rb") as log:
+        log.seek(offset)
+        for line in log.read().decode(errors="replace").splitlines():
+            path, _, micros = line.rpartition(" ")
+            if micros.isdigit():
+                per_path.setdefault(path, []).append(int(micros) / 1000)
+    return {path: statistics.median(values) for path, values in per_path.items()}
 
 
 class Traces:
@@ -246,6 +274,9 @@ def main() -> None:
     parser.add_argument("--database-url", help="a PostgreSQL database of yours (migrated by the bench) instead of "
                                                "a private cluster")
     parser.add_argument("--skip-worker", action="store_true", help="only the HTTP side-by-side")
+    parser.add_argument("--conn-max-age", type=int, default=None,
+                        help="give the web server persistent database connections (django-environ's "
+                             "?conn_max_age=N&conn_health_checks=true on its DATABASE_URL), all three targets alike")
     args = parser.parse_args()
     if args.quick:
         args.requests, args.rounds, args.traces, args.latency_traces = 120, 1, 30, 15
@@ -275,18 +306,31 @@ def main() -> None:
             conn.execute(BENCH_TABLE_SQL)
         key = service.manage("create_tenant", "bench").strip().splitlines()[-1]
         port = free_port()
-        service.start_web(port, workers=2, env={"DJANGO_SETTINGS_MODULE": "benchmarks.bench_settings"})
+        access_log = work / "access.log"
+        web_env = {"DJANGO_SETTINGS_MODULE": "benchmarks.bench_settings"}
+        if args.conn_max_age is not None:
+            separator = "&" if "?" in db_url else "?"
+            web_env["DATABASE_URL"] = f"{db_url}{separator}conn_max_age={args.conn_max_age}&conn_health_checks=true"
+            db_kind += f", web server conn_max_age={args.conn_max_age}"
+        service.start_web(port, workers=2, env=web_env,
+                          extra_args=("--access-logfile", str(access_log), "--access-logformat", "%(U)s %(D)s"))
         client = Client(port, key)
 
         print(f"== accept: gunicorn -w 2, {THREADS} client threads, {args.requests} requests per target x "
               f"{args.rounds} rounds (+ a warm-up round); {db_kind}; load average at start "
               f"{load_at_start[0]:.2f}", flush=True)
-        rows = http_phase(client, args.requests, args.rounds)
+        warm_log = {}
+        rows = http_phase(client, args.requests, args.rounds,
+                          after_warm_up=lambda: warm_log.update(offset=_settled_size(access_log)))
+        server_ms = _server_ms(access_log, warm_log.get("offset", 0))
         insert_rate = rows[1]["rate"]
-        print(f"{'target':44s} {'req/s':>7s} {'range':>13s} {'p50 ms':>7s} {'p95 ms':>7s}  {'vs insert':>9s}  codes")
-        for row in rows:
+        print(f"{'target':44s} {'req/s':>7s} {'range':>13s} {'p50 ms':>7s} {'p95 ms':>7s} {'server ms':>9s} "
+              f"{'vs insert':>9s}  codes")
+        for row, (_, path, _) in zip(rows, TARGETS):
             print(f"{row['target']:44s} {row['rate']:7.0f} {row['low']:6.0f}-{row['high']:<6.0f} "
-                  f"{row['p50_ms']:7.1f} {row['p95_ms']:7.1f}  {row['rate'] / insert_rate:8.0%}   {row['codes']}")
+                  f"{row['p50_ms']:7.1f} {row['p95_ms']:7.1f} {server_ms.get(path, float('nan')):9.2f} "
+                  f"{row['rate'] / insert_rate:8.0%}   {row['codes']}")
+        print("(p50/p95: as the client saw it; server ms: median time inside gunicorn's worker, from its access log)")
         share = rows[2]["rate"] / insert_rate
         print(f"goal /ingest >= {GOAL_INGEST_SHARE:.0%} of the one-insert view: "
               f"{'MET' if share >= GOAL_INGEST_SHARE else 'NOT MET'} ({share:.0%})", flush=True)

@@ -308,9 +308,10 @@ class ServiceStack:
         return process, log
 
     def start_web(self, port: int, workers: int = 2, env: dict[str, str] | None = None,
-                  wsgi: str = "hypergraph_site.wsgi", timeout_s: float = 60.0) -> subprocess.Popen:
+                  wsgi: str = "hypergraph_site.wsgi", timeout_s: float = 60.0,
+                  extra_args: tuple[str, ...] = ()) -> subprocess.Popen:
         args = [sys.executable, "-m", "gunicorn", wsgi, "-b", f"127.0.0.1:{port}", "-w", str(workers),
-                "--timeout", "60", "--graceful-timeout", "5"]
+                "--timeout", "60", "--graceful-timeout", "5", *extra_args]
         process, log = self.spawn(args, "gunicorn", env)
         _wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s, process, log)
         return process
