@@ -30,10 +30,15 @@ def _missing_tools() -> list[str]:
     return missing
 
 
+# No test of the suite may hang CI: each is bounded far above its own bounded waits (teardown still runs).
+TEST_TIMEOUT_S = 420
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/reliability/" in str(item.fspath).replace(os.sep, "/"):
             item.add_marker(pytest.mark.reliability)
+            item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_S))
 
 
 @pytest.fixture(scope="package")

@@ -37,6 +37,7 @@ class Report:
     load: LoadResult
     drain: Drain
     recovery_s: float
+    bound_s: float  # every accepted trace must be terminal this long after the fault (or the load) ended
     duplicates: list[str]
     dead_letters: list
     probes: list[Answer]
@@ -54,8 +55,8 @@ class Report:
     def line(self) -> str:
         errors = self.load.server_errors(self.allowed) + [a for a in self.probes if not self._probe_ok(a)]
         return (f"[{self.fault.name}] {self.load.summary()}; fault {self.fault.ended - self.fault.began:.1f}s; "
-                f"all terminal {self.recovery_s:.1f}s after the fault ended (bound {RECOVERY_S:.0f}s"
-                f"+{SLACK_S:.0f}s); {self.drain.describe(0)}; {len(self.duplicates)} duplicates; "
+                f"all terminal {self.recovery_s:.1f}s after the fault ended (bound {self.bound_s:.0f}s); "
+                f"{self.drain.describe(0)}; {len(self.duplicates)} duplicates; "
                 f"{len(self.dead_letters)} dead letters; {len(errors)} unexcused 5xx; "
                 f"{len(self.probes)} read probes" + "".join(f"; {n}" for n in self.fault.notes))
 
@@ -77,8 +78,8 @@ class Report:
             problems.append(f"{len(bad_probes)} read-API probes answered 5xx outside the documented 503s: "
                             f"{[_show(a, self.fault) for a in bad_probes[:5]]}")
         if not self.drain.done or self.drain.not_complete():
-            problems.append(f"not every accepted trace complete within {RECOVERY_S:.0f}+{SLACK_S:.0f}s of the "
-                            f"fault ending: {self.drain.describe()}")
+            problems.append(f"not every accepted trace complete within {self.bound_s:.0f}s of the fault ending: "
+                            f"{self.drain.describe()}")
         if self.duplicates:
             problems.append(f"explained more than once: {self.duplicates[:5]}")
         if self.dead_letters:
@@ -141,9 +142,11 @@ class Prober:
 
 
 def run_fault(world: World, prefix: str, count: int, inject: Callable[[Fault], None], *, name: str,
-              threads: int = 4, inject_at: float = 0.4, probe: bool = False) -> Report:
+              threads: int = 4, inject_at: float = 0.4, probe: bool = False,
+              bound_s: float = RECOVERY_S + SLACK_S) -> Report:
     """Start `count` small traces, call `inject(fault)` once `inject_at` of them are accepted (it fills in `began`
-    and `ended`), let the load finish, then wait for every accepted trace (bounded by the goal) and account."""
+    and `ended`), let the load finish, then wait for every accepted trace at most `bound_s` after the fault ended
+    (or the load, if later) and account."""
     ledger = world.ledger()
     load = LoadRunner(world.http, prefix, count, threads=threads).start()
     fault = Fault(name)
@@ -160,7 +163,7 @@ def run_fault(world: World, prefix: str, count: int, inject: Callable[[Fault], N
             prober.__exit__()
     if not fault.ended:  # no fault injected: the bound counts from the end of the load
         fault.began = fault.ended = result.ended_at
-    horizon = max(fault.ended, result.ended_at) + RECOVERY_S + SLACK_S
+    horizon = max(fault.ended, result.ended_at) + bound_s
     waited_from = time.monotonic()
     drain = ledger.wait_terminal(result.accepted, timeout_s=max(1.0, horizon - waited_from))
     recovery = waited_from + drain.seconds - fault.ended
@@ -170,7 +173,7 @@ def run_fault(world: World, prefix: str, count: int, inject: Callable[[Fault], N
         row = drain.rows.get(trace_id)
         if status != 200 or row is None or body.get("status") != row.status:
             mismatched[trace_id] = status
-    return Report(fault=fault, load=result, drain=drain, recovery_s=recovery,
+    return Report(fault=fault, load=result, drain=drain, recovery_s=recovery, bound_s=bound_s,
                   duplicates=ledger.duplicates(result.accepted), dead_letters=ledger.dead_letters(result.accepted),
                   probes=prober.answers if prober else [], http_checked=mismatched,
                   logs=world.worker_logs() if not drain.done else "")

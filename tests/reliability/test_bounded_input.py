@@ -122,6 +122,7 @@ def test_what_slips_through_fails_its_trace_readably_and_the_worker_lives(world)
         assert failed.status == "failed", failed
         assert failed.error and len(failed.error) < 2000, failed
         assert not _leaks_server_paths(failed.error, world), failed.error
+        print(f"\n[slip-through] {trace_id} failed at {failed.stage}: {failed.error}")
         status, summary = http.json("GET", f"/v1/traces/{trace_id}")
         assert status == 200 and summary["status"] == "failed" and summary["error"], summary
 
