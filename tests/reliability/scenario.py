@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
 from .accounting import Drain
-from .world import RECOVERY_S, SLACK_S, World
 from .traffic import Answer, Http, LoadResult, LoadRunner
+from .world import RECOVERY_S, SLACK_S, World
 
 # 503s may still come this long after a dependency is back (gunicorn's next connection attempt, pool refill).
 OUTAGE_GRACE_S = 5.0
@@ -41,7 +42,7 @@ class Report:
     duplicates: list[str]
     dead_letters: list
     probes: list[Answer]
-    http_checked: dict[str, int]  # trace → status code of the final GET /v1/traces/<id>, non-200 or not complete
+    http_checked: dict[str, int]  # trace → status of a final GET /v1/traces/<id> that disagrees with the database
     logs: str = ""
 
     def allowed(self, answer: Answer) -> bool:
@@ -153,14 +154,13 @@ def run_fault(world: World, prefix: str, count: int, inject: Callable[[Fault], N
     accepted_first = lambda: load.result.accepted[0] if load.result.accepted else None  # noqa: E731
     prober = Prober(world.http, accepted_first) if probe else None
     try:
-        if prober:
-            prober.__enter__()
-        load.wait_accepted(max(1, int(count * inject_at)), timeout_s=60)
-        inject(fault)
-        result = load.join(timeout_s=RECOVERY_S + SLACK_S)
-    finally:
-        if prober:
-            prober.__exit__()
+        with prober or nullcontext():
+            load.wait_accepted(max(1, int(count * inject_at)), timeout_s=60)
+            inject(fault)
+            result = load.join(timeout_s=RECOVERY_S + SLACK_S)
+    except BaseException:
+        load.stop()  # the injection failed: no client thread outlives the test
+        raise
     if not fault.ended:  # no fault injected: the bound counts from the end of the load
         fault.began = fault.ended = result.ended_at
     horizon = max(fault.ended, result.ended_at) + bound_s

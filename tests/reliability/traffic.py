@@ -179,14 +179,18 @@ class LoadRunner:
     def running(self) -> bool:
         return any(worker.is_alive() for worker in self._workers)
 
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """Ask every client thread to stop after its current request, and wait for them."""
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout_s)
+
     def join(self, timeout_s: float) -> LoadResult:
         deadline = time.monotonic() + timeout_s
         for worker in self._workers:
             worker.join(max(0.0, deadline - time.monotonic()))
         if self.running():
-            self._stop.set()
-            for worker in self._workers:
-                worker.join(20)
+            self.stop()
         self.result.ended_at = time.monotonic()
         return self.result
 
