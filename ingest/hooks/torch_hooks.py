@@ -240,6 +240,10 @@ class _Pool:
     and allocates only for a block larger than any before. Host buffers (pinned on CUDA): at most RING per attached
     handle, best fit first; a block that finds none is dropped and counted, never waited for. Device buffers: one
     per attached handle while attached, each returned with the event after its last read.
+
+    Buffers are allocated (and block views taken) outside inference mode, as normal tensors: one allocated inside a
+    model's `torch.inference_mode()` would be an inference tensor, which `detach()` or `flush()` outside it could no
+    longer copy into.
     """
 
     RING = 4
@@ -279,7 +283,8 @@ class _Pool:
             self.stats["host_allocs"] += 1
             self.stats["host_bytes"] += size
         try:  # outside the lock: the copier thread keeps returning buffers meanwhile
-            return self.torch.empty(size, dtype=self.torch.uint8, pin_memory=self.cuda)
+            with self.torch.inference_mode(False):  # a normal tensor (see the class docstring)
+                return self.torch.empty(size, dtype=self.torch.uint8, pin_memory=self.cuda)
         except Exception:
             with self.lock:
                 self.host_count -= 1
@@ -307,7 +312,8 @@ class _Pool:
             size = _capacity(nbytes)
             self.stats["device_allocs"] += 1
             self.stats["device_bytes"] += size
-        return self.torch.empty(size, dtype=self.torch.uint8, device=self.device), None
+        with self.torch.inference_mode(False):
+            return self.torch.empty(size, dtype=self.torch.uint8, device=self.device), None
 
     def give_staging(self, buf: Any, ready: Any) -> None:
         with self.lock:
@@ -525,7 +531,8 @@ class _Stager:
             if self.gpu_ready is not None:
                 self.model_stream.wait_event(self.gpu_ready)  # device-side: the host copy of the last block
                 self.gpu_ready = None
-        self.values, self.indices = shape.views(torch, self.gpu)
+        with torch.inference_mode(False):
+            self.values, self.indices = shape.views(torch, self.gpu)
         return _Block(shape, start, self.handle.trace_ids[:batch])
 
     def end_step(self) -> None:
