@@ -301,9 +301,9 @@ def print_summary(bench: Bench) -> None:
     if not bench.summary:
         return
     print("\n== summary: % change of median tokens/s vs capture off (alternated rounds; negative = slower)\n"
-          "   model thread = the forward/generate call with hooks on (what a server's users wait for; the writer "
-          "thread compresses beside it), until the model's CUDA stream is done; +flush = that call plus detach and the wait "
-          "for the flush")
+          "   model thread = the forward/generate call with hooks on, until the model's CUDA stream is done (what a "
+          "server's users wait for; the writer thread compresses beside it); +flush = that call plus detach and the "
+          "wait for the flush")
     for title, changes in bench.summary:
         e2e = bench.summary_e2e.get(title, {})
         print(f"{title:>46}: " + "  ".join(
