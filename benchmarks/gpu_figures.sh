@@ -82,7 +82,7 @@ fi
   fi
   if wants capture; then
     echo "== capture overhead"
-    grep -E "^(GPU:|== GPU|== summary| +(off|capture-4|hidden_states):|Traceback|[A-Za-z]*Error)|^ +GPU (decode|prefill)|^ +model thread =|end to end incl|capture-4 / hidden|staging per call|rows dropped|exit status" \
+    grep -E "^(GPU:|capture check|== GPU|== summary| +(off|capture-4|hidden_states):|Traceback|[A-Za-z]*Error)|^ +GPU (decode|prefill)|^ +model thread =|end to end incl|capture-4 / hidden|staging per call|rows dropped|exit status" \
       "$OUT/capture_gpu.log"
   fi
 } > "$OUT/summary.txt" 2>&1

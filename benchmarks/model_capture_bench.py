@@ -38,7 +38,7 @@ import transformers  # noqa: E402
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from ingest.hooks import (COMPRESS_OPTIONS, CaptureConfig, CapturePipeline, InMemoryStore,  # noqa: E402
-                          RedisStore, attach, detach, find_layers)
+                          RedisStore, attach, detach, find_layers, read_shards)
 from ingest.hooks.torch_hooks import staging_stats  # noqa: E402
 
 TEXT = ("The capture library runs inside somebody else's inference server, so it has to be cheap, non-blocking "
@@ -284,6 +284,7 @@ def gpu_section(bench: Bench, device: str = "cuda", shape: dict[str, int] | None
           f"{time.perf_counter() - start:.1f} s", flush=True)
     n_layers, vocab = shape["num_hidden_layers"], shape["vocab_size"]
     four = sorted({n_layers * i // 4 - 1 for i in range(1, 5)})  # 3, 7, 11, 15 for 16 layers
+    check_rows(bench, model, four, vocab, device)
     generator = torch.Generator().manual_seed(1)
     # prefill first: it is quick, so a run cut short by a time limit still has it
     if bench.args.prefill:
@@ -294,6 +295,43 @@ def gpu_section(bench: Bench, device: str = "cuda", shape: dict[str, int] | None
         prompt = torch.randint(3, vocab, (batch, 32), generator=generator).to(device)
         bench.compare(f"GPU decode {bench.args.new_tokens} tokens, batch {batch}", bench.args.new_tokens * batch,
                       generate_modes(bench, model, prompt, bench.args.new_tokens, four))
+
+
+def check_rows(bench: Bench, model: Any, layers: list[int], vocab: int, device: str) -> None:
+    """Before timing: the capture's rows against the same generate call's `output_hidden_states` (batch 2, prefill
+    and decode, json shards so float32 is exact). Dense rows must be bit-identical; top-k rows must hold exactly the
+    reference values at their indices, with no larger magnitude left out (bf16 ties may pick either)."""
+    prompt = torch.randint(3, vocab, (2, 40), generator=torch.Generator().manual_seed(7)).to(device)
+    inner = [layer for layer in layers if layer + 1 < len(find_layers(model)[1])]  # HF's last entry is normed
+    for summary in ("dense", "topk"):
+        cfg = CaptureConfig("check", "check", summary=summary, topk=bench.args.topk, compress="json")
+        pipeline = CapturePipeline(cfg, store=InMemoryStore())
+        handle = attach(model, pipeline, ["a", "b"], inner, staged=bench.staged)
+        with torch.inference_mode():
+            out = model.generate(prompt, max_new_tokens=20, min_new_tokens=20, do_sample=False,
+                                 output_hidden_states=True, return_dict_in_generate=True)
+        detach(handle)
+        worst, dropped = 0.0, 0
+        for row, trace_id in enumerate(["a", "b"]):
+            envelope = pipeline.flush(trace_id)
+            dropped += envelope["dropped"]
+            captured = read_shards(pipeline.store, envelope["shards"])
+            for layer in inner:
+                ref = torch.cat([step[layer + 1][row] for step in out.hidden_states]).float().cpu().numpy()
+                tokens, rows = captured[layer]
+                assert tokens.tolist() == list(range(len(ref))), (summary, layer, len(tokens), len(ref))
+                if summary == "dense":
+                    worst = max(worst, float(np.abs(rows - ref).max()))
+                    continue
+                kept = rows != 0
+                assert (kept.sum(axis=1) <= min(bench.args.topk, ref.shape[1])).all()  # a kept 0 reads as 0
+                worst = max(worst, float(np.abs(np.where(kept, rows - ref, 0)).max()))
+                left = np.where(kept, 0, np.abs(ref)).max(axis=1)
+                assert (np.where(kept, np.abs(ref), np.inf).min(axis=1) >= left).all(), (summary, layer)
+        pipeline.close()
+        verdict = "OK" if worst == 0 and dropped == 0 else "MISMATCH"
+        print(f"capture check {summary}: {verdict} (layers {inner}, batch 2, 40 + 20 positions; max |row - "
+              f"output_hidden_states| {worst:.3g}, dropped {dropped})", flush=True)
 
 
 def print_summary(bench: Bench) -> None:
