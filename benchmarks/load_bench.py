@@ -275,8 +275,8 @@ def main() -> None:
                                                "a private cluster")
     parser.add_argument("--skip-worker", action="store_true", help="only the HTTP side-by-side")
     parser.add_argument("--conn-max-age", type=int, default=None,
-                        help="give the web server persistent database connections (django-environ's "
-                             "?conn_max_age=N&conn_health_checks=true on its DATABASE_URL), all three targets alike")
+                        help="the web server's DB_CONN_MAX_AGE (0: a new database connection per request), all "
+                             "three targets alike; default: the project's")
     args = parser.parse_args()
     if args.quick:
         args.requests, args.rounds, args.traces, args.latency_traces = 120, 1, 30, 15
@@ -309,9 +309,8 @@ def main() -> None:
         access_log = work / "access.log"
         web_env = {"DJANGO_SETTINGS_MODULE": "benchmarks.bench_settings"}
         if args.conn_max_age is not None:
-            separator = "&" if "?" in db_url else "?"
-            web_env["DATABASE_URL"] = f"{db_url}{separator}conn_max_age={args.conn_max_age}&conn_health_checks=true"
-            db_kind += f", web server conn_max_age={args.conn_max_age}"
+            web_env["DB_CONN_MAX_AGE"] = str(args.conn_max_age)
+            db_kind += f", web server DB_CONN_MAX_AGE={args.conn_max_age}"
         service.start_web(port, workers=2, env=web_env,
                           extra_args=("--access-logfile", str(access_log), "--access-logformat", "%(U)s %(D)s"))
         client = Client(port, key)
