@@ -290,7 +290,7 @@ def main() -> None:
             db_url, db_kind = pg.createdb("bench"), f"private PostgreSQL cluster (durable), port {pg.port}"
         redis_server = stack.enter_context(private_redis())
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hg-load-bench-")))
-        from explainer.samples import write_dictionary
+        from hypergraph_site.demo.samples import write_dictionary
 
         write_dictionary(work / "dicts", name="sample")
         service = ServiceStack(work, {

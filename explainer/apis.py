@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 from django.urls import reverse
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from django.utils.dateparse import parse_datetime
 from rest_framework import status
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ingest.auth import HasScope
-from ingest.errors import error_response
+from hypergraph_site.api.auth import HasScope
+from hypergraph_site.api.errors import error_response
 
 from .exports import EXPORT_FORMATS, export_graph
 from .models import Granularity, Scope, TraceStatus

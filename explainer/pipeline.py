@@ -17,10 +17,10 @@ from django.conf import settings
 import attribution
 import hif
 import sae
-from ingest.activations import decode_inline_activations
 from ingest.hooks import ShardsMissing, read_shards
 
 from . import services
+from .activations import decode_inline_activations
 from .selectors import dictionary_catalog
 from .shards import shard_client
 from .artifacts import ArtifactStore

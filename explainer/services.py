@@ -180,17 +180,22 @@ class SweepResult:
 
 
 def traces_sweep(*, limit: int = 500) -> SweepResult:
-    """Publish again every due stage whose lease expired; fail runs whose stage keeps dying; expire open traces.
+    """Publish again every due stage whose lease expired or whose holder on this host died; fail runs whose stage
+    keeps dying; expire open traces.
 
     An expired lease means the stage's message was lost (broker outage, Redis restart) or its holder stopped renewing
-    (killed worker, database outage). Each re-publish first moves the lease forward by a conditional UPDATE, so two
+    (killed worker, database outage); a holder of this host that exited (its worker was killed) need not be waited
+    for. Each re-publish first moves the lease forward by a conditional UPDATE, so two
     sweepers, or a holder that comes back, never publish the same stage twice in one lease period.
     """
     now = timezone.now()
-    expired = (Trace.objects.filter(status__in=ACTIVE_STATUSES, finalized_at__isnull=False, lease_until__lt=now)
-               .order_by("lease_until").values_list("pk", "run_id", "stage", "attempts", "lease_until")[:limit])
+    expired = list(Trace.objects.filter(status__in=ACTIVE_STATUSES, finalized_at__isnull=False, lease_until__lt=now)
+                   .order_by("lease_until").values_list("pk", "run_id", "stage", "attempts", "lease_until")[:limit])
+    held = (Trace.objects.filter(status=TraceStatus.RUNNING, lease_until__gte=now).exclude(lease_owner="")
+            .values_list("pk", "run_id", "stage", "attempts", "lease_until", "lease_owner")[:limit])
+    orphaned = [row[:5] for row in held if owner_is_gone(row[5])]  # its holder on this host died (worker killed)
     result = SweepResult()
-    for pk, run_id, stage, attempts, lease_until in list(expired):
+    for pk, run_id, stage, attempts, lease_until in expired + orphaned:
         if attempts >= settings.STAGE_MAX_ATTEMPTS:
             reason = (f"stage {stage} was started {attempts} times without finishing (its worker was killed or "
                       f"stopped each time); giving up")

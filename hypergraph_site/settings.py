@@ -56,12 +56,13 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "explainer",
     "ingest",
+    "hypergraph_site.demo",
 ]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "hypergraph_site.errors.StripApiSlashMiddleware",
+    "hypergraph_site.api.errors.StripApiSlashMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -165,11 +166,11 @@ DICT_NAME = env.str("DICT_NAME", default="sample")
 # --- REST framework and OpenAPI ---------------------------------------------------------------------
 # https://www.django-rest-framework.org/api-guide/settings/
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["ingest.auth.TenantApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["hypergraph_site.api.auth.TenantApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "ingest.errors.exception_handler",
+    "EXCEPTION_HANDLER": "hypergraph_site.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     # `?format=` selects a graph export format on /v1/traces/<id>/graph, not a renderer.
     "URL_FORMAT_OVERRIDE": None,

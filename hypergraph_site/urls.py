@@ -3,12 +3,12 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from explainer.apis import DictionaryListApi, TraceDetailApi, TraceGraphApi, TraceListApi
-from explainer.health import HealthzApi, MetricsApi, ReadyzApi
+from hypergraph_site.api.health import HealthzApi, MetricsApi, ReadyzApi
 from ingest.apis import IngestApi
 
-from .errors import json_not_found, json_server_error
+from .api.errors import json_not_found, json_server_error
 
-# API routes are written without a trailing slash; `errors.StripApiSlashMiddleware` lets `POST /ingest/` reach them.
+# API routes are written without a trailing slash; `api.errors.StripApiSlashMiddleware` lets `POST /ingest/` reach them.
 urlpatterns = [
     path("ingest", IngestApi.as_view(), name="ingest"),
     path("v1/traces", TraceListApi.as_view(), name="trace-list"),

@@ -12,10 +12,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from explainer.models import Scope
+from hypergraph_site.api.auth import HasScope
+from hypergraph_site.api.broker import BrokerUnavailable
+from hypergraph_site.api.errors import error_response
 
-from .auth import HasScope
-from .errors import error_response
-from .services import BrokerUnavailable, TraceConflict, TraceFinished, event_accept
+from .services import TraceConflict, TraceFinished, event_accept
 from .validation import EventInvalid, parse_body, validate_event
 
 ErrorSerializer = inline_serializer(

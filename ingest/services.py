@@ -10,24 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from functools import cache
 
-import redis
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from explainer.models import Trace, TraceEvent, TraceStatus
+from hypergraph_site.api.broker import broker_check
 from explainer.selectors import dictionary_catalog
 from explainer.services import trace_start_run
 from explainer.text import tokenize
 
 from .validation import EventInvalid, IngestEvent
-
-
-class BrokerUnavailable(Exception):
-    """Redis cannot be reached; nothing was written, the client should retry later."""
 
 
 class TraceFinished(Exception):
@@ -42,19 +37,6 @@ class TraceConflict(Exception):
 class AcceptResult:
     trace: Trace
     duplicate: bool
-
-
-@cache
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
-
-
-def broker_check() -> None:
-    """Ping Redis before any write, so an outage gives a clean 503 instead of a trace that can never run."""
-    try:
-        _redis().ping()
-    except redis.RedisError as exc:
-        raise BrokerUnavailable(str(exc)) from exc
 
 
 def event_hash(event: IngestEvent) -> str:

@@ -224,11 +224,11 @@ def test_key_without_write_scope_is_403(charlie, client_for):
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server to start and stop")
 def test_redis_stopped_is_503_with_retry_after_and_no_rows(alice, client_for):
     """A real Redis server is started for this test, then shut down: the next request must write nothing."""
-    from ingest import services
+    from hypergraph_site.api import broker
 
     writer = client_for(alice[1])
     with private_redis() as server, override_settings(REDIS_URL=server.url):
-        services._redis.cache_clear()
+        broker._redis.cache_clear()
         try:
             assert post(writer, completion("up")).status_code == 202
             server.stop()
@@ -236,7 +236,7 @@ def test_redis_stopped_is_503_with_retry_after_and_no_rows(alice, client_for):
             response = post(writer, completion("down", final=True))
             after = (Trace.objects.count(), TraceEvent.objects.count())
         finally:
-            services._redis.cache_clear()
+            broker._redis.cache_clear()
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
     assert before == after

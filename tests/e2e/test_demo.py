@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from explainer.samples import SAMPLE_TRACES
+from hypergraph_site.demo.samples import SAMPLE_TRACES
 from tests.local_servers import free_port, private_redis
 
 ROOT = Path(__file__).resolve().parents[2]

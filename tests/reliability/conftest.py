@@ -46,7 +46,7 @@ def world_servers():
     missing = _missing_tools()
     if missing:
         pytest.skip(f"the fault suite needs {', '.join(missing)}")
-    from explainer.samples import write_dictionary
+    from hypergraph_site.demo.samples import write_dictionary
 
     workdir = Path(tempfile.mkdtemp(prefix="hg-reliability-"))
     dict_root = workdir / "dicts"

@@ -11,7 +11,7 @@ import base64
 import numpy as np
 import pytest
 
-from explainer.samples import D_IN, LAYER
+from hypergraph_site.demo.samples import D_IN, LAYER
 
 from .traffic import small_trace_events
 from .world import DICTIONARY_LAYERS

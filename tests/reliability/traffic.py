@@ -40,7 +40,7 @@ SMALL_TOPICS = ("Biology", "Finance", "Code", "Weather", "Geography", "Cooking")
 @cache
 def _template(n: int) -> tuple[dict, dict]:
     """Completion and activations payloads of small trace kind `n` (planted rows, so the graph is meaningful)."""
-    from explainer.samples import LAYER, make_dictionary, planted_activations
+    from hypergraph_site.demo.samples import LAYER, make_dictionary, planted_activations
     from explainer.text import tokenize
 
     text = SMALL_TEXTS[n % len(SMALL_TEXTS)]

@@ -197,3 +197,17 @@ def test_a_lease_held_by_a_live_or_remote_process_is_not_taken_over(trace):
     assert not claim(trace, owner=owner_token())
     Trace.objects.filter(pk=trace.pk).update(lease_owner="0000beef:1:otherhost")
     assert not claim(trace, owner=owner_token())
+
+
+def test_the_sweeper_republishes_a_stage_whose_holder_on_this_host_died(trace, redis_flush):
+    import subprocess
+    import sys
+
+    from explainer.leases import HOST_TAG
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert claim(trace, owner=f"{HOST_TAG}:{child.stdout.strip()}:deadbeef")
+    redis_flush.flushdb()
+    assert services.traces_sweep().republished == [trace.pk]
+    assert Trace.objects.get(pk=trace.pk).lease_owner == ""
+    assert redis_flush.llen("default") == 1

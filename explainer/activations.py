@@ -1,6 +1,7 @@
 """Decoding of inline activation arrays carried by `activations` events.
 
-Shared by request validation (so a bad array is a 400, never a failed trace later) and by the explainer's load stage.
+Used by the load stage, and by `/ingest` validation (so a bad array is a 400, never a failed trace later): the
+ingest app calls into explainer, never the other way round.
 """
 from __future__ import annotations
 

@@ -5,10 +5,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from explainer import processes
 from explainer.models import Scope, Tenant
-from explainer.samples import write_sample
 from explainer.services import api_key_create, tenant_create
+from hypergraph_site.demo import processes
+from hypergraph_site.demo.samples import write_sample
 
 
 class Command(BaseCommand):
