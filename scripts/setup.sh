@@ -16,3 +16,5 @@ if [[ ",$extras," == *",model,"* || ",$extras," == *",torch,"* ]]; then
 fi
 echo "==> installing hypergraph-sidecar${extras:+[$extras]}"
 "$venv/bin/pip" install -q -e ".${extras:+[$extras]}"
+# The web server serves static files itself (whitenoise): gather them where it looks, so the admin is styled.
+DEV_MODE=1 "$venv/bin/python" manage.py collectstatic --noinput -v 0
