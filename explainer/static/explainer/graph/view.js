@@ -1,0 +1,244 @@
+/**
+ * The interactive hypergraph: lays out and draws a HIF v1 document, then owns what a person does with it —
+ * the weight filter, selecting a node (its incidences and their other members stay lit, the rest dims),
+ * expanding a supernode into its members, search over feature labels, pan and zoom, hover tooltips.
+ * It knows nothing about the page around it; `page.js` wires it to the toolbar and the side panel.
+ */
+import {drawGraph, drawMembers, HEADER_H} from "./draw.js";
+import {layoutGraph, NODE_H} from "./layout.js";
+import {Viewport} from "./viewport.js";
+import {WeightFilter, weightOrder} from "./weight_filter.js";
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const LIT = "is-hl";
+
+/** For each node, the incidences it belongs to: CSR arrays, built once in one pass over the memberships. */
+function incidencesByNode(layout) {
+  const start = new Int32Array(layout.nodes.length + 1);
+  for (const inc of layout.incidences) for (const i of inc.members) start[i + 1]++;
+  for (let i = 0; i < layout.nodes.length; i++) start[i + 1] += start[i];
+  const fill = start.slice(0, -1);
+  const list = new Int32Array(start[layout.nodes.length]);
+  for (const inc of layout.incidences) for (const i of inc.members) list[fill[i]++] = inc.k;
+  return (i) => list.subarray(start[i], start[i + 1]);
+}
+
+export class GraphView {
+  /**
+   * @param container element the SVG goes into (it should have a size)
+   * @param doc a HIF v1 document
+   * @param describe async (featureIds) => {id: {label, ...}}: labels of supernode members, from the dictionary
+   */
+  constructor(container, doc, {describe = null} = {}) {
+    this.container = container;
+    this.doc = doc;
+    this.describe = describe;
+    this.layout = layoutGraph(doc);
+    this.svg = document.createElementNS(SVG_NS, "svg");
+    this.svg.setAttribute("class", "hg-svg");
+    this.svg.setAttribute("role", "img");
+    this.svg.setAttribute("aria-label", "Attribution hypergraph");
+    container.appendChild(this.svg);
+    // Sized and zoomed before anything is drawn: the browser then lays out the drawing once, at the right zoom
+    // (labels of a far zoom are never laid out at all).
+    this.viewport = new Viewport(this.svg, {
+      x: -24, y: -HEADER_H, w: this.layout.width + 48, h: this.layout.height + HEADER_H + 24,
+    });
+    this.viewport.fit();
+    const order = weightOrder(this.layout);
+    const drawn = drawGraph(this.svg, this.layout, order);
+    this.viewport.attach(drawn.viewport);
+    this.nodeEls = drawn.nodeEls;
+    this.incidenceEls = drawn.incidenceEls;
+    this.overlay = drawn.overlay;
+    this.filter = new WeightFilter(this.layout, order, drawn);
+    this.incidencesOf = incidencesByNode(this.layout);
+    this.nodeIndex = new Map(this.nodeEls.map((el, i) => [el, i]));
+    this.incidenceIndex = new Map(this.incidenceEls.map((el, k) => [el, k]));
+    this.expanded = new Map();
+    this.lit = [];
+    this.selectedEl = null;
+    this.matches = [];
+    this.handlers = [];
+    this.tooltip = document.createElement("div");
+    this.tooltip.className = "hg-tooltip";
+    container.appendChild(this.tooltip);
+    this.svg.addEventListener("click", (event) => this.onClick(event));
+    this.svg.addEventListener("pointerover", (event) => this.onHover(event));
+    this.svg.addEventListener("pointerleave", () => { this.tooltip.style.display = "none"; });
+  }
+
+  /** `handler({kind, node?, incidence?, memberId?, supernode?})` on every selection; kind null when cleared. */
+  onSelect(handler) {
+    this.handlers.push(handler);
+  }
+
+  emit(selection) {
+    for (const handler of this.handlers) handler(selection);
+  }
+
+  counts() {
+    return {
+      nodes: this.filter.visibleNodes, incidences: this.filter.visibleIncidences,
+      totalNodes: this.layout.nodes.length, totalIncidences: this.layout.incidences.length,
+    };
+  }
+
+  setMinWeight(threshold) {
+    this.filter.setMinWeight(threshold);
+    for (const [id, card] of this.expanded) {
+      if (!this.filter.nodeIsVisible(this.layout.index.get(id))) this.collapse(id, card);
+    }
+  }
+
+  fit() {
+    this.viewport.fit();
+  }
+
+  nodeById(id) {
+    const i = this.layout.index.get(id);
+    return i === undefined ? null : this.layout.nodes[i];
+  }
+
+  /** Incidences of node `i`, strongest first. */
+  incidencesOfNode(i) {
+    return Array.from(this.incidencesOf(i), (k) => this.layout.incidences[k]).sort((a, b) => b.weight - a.weight);
+  }
+
+  clearSelection() {
+    for (const el of this.lit) el.classList.remove(LIT);
+    this.lit = [];
+    if (this.selectedEl) this.selectedEl.classList.remove("is-selected");
+    this.selectedEl = null;
+    this.svg.classList.remove("hg-focus");
+  }
+
+  light(el) {
+    el.classList.add(LIT);
+    this.lit.push(el);
+  }
+
+  /** Select node `i`: it, its incidences and their other members stay lit while everything else dims. */
+  selectNode(i) {
+    this.clearSelection();
+    const node = this.layout.nodes[i];
+    for (const k of this.incidencesOf(i)) {
+      this.light(this.incidenceEls[k]);
+      for (const m of this.layout.incidences[k].members) this.light(this.nodeEls[m]);
+    }
+    this.light(this.nodeEls[i]);
+    this.selectedEl = this.nodeEls[i];
+    this.selectedEl.classList.add("is-selected");
+    this.svg.classList.add("hg-focus");
+    this.emit({kind: node.kind, node, incidences: this.incidencesOfNode(i)});
+    if (node.kind === "super") this.toggleSupernode(node);
+  }
+
+  selectIncidence(k) {
+    this.clearSelection();
+    const inc = this.layout.incidences[k];
+    this.light(this.incidenceEls[k]);
+    for (const m of inc.members) this.light(this.nodeEls[m]);
+    this.svg.classList.add("hg-focus");
+    this.emit({kind: "incidence", incidence: inc, members: Array.from(inc.members, (m) => this.layout.nodes[m])});
+  }
+
+  /** Select node `id` and bring it into view (search results, links in the side panel). */
+  focusNode(id) {
+    const i = this.layout.index.get(id);
+    if (i === undefined) return;
+    const node = this.layout.nodes[i];
+    this.viewport.centerOn(node.x + node.w / 2, node.y + NODE_H / 2, 0.9);
+    this.selectNode(i);
+  }
+
+  async toggleSupernode(node) {
+    if (this.expanded.has(node.id)) {
+      this.collapse(node.id, this.expanded.get(node.id));
+      return;
+    }
+    const ids = (node.doc.attributes && node.doc.attributes.members) || [];
+    const total = (node.doc.attributes && node.doc.attributes.member_count) || ids.length;
+    this.expanded.set(node.id, null);
+    let notes = {};
+    if (this.describe && ids.length) {
+      try { notes = await this.describe(ids); } catch (error) { notes = {}; }
+    }
+    if (!this.expanded.has(node.id)) return;  // collapsed again while the labels were on their way
+    const members = ids.map((id) => ({id, label: (notes[id] && notes[id].label) || id}))
+      .sort((a, b) => a.label.localeCompare(b.label, undefined, {numeric: true}));
+    const card = drawMembers(this.overlay, node, members, total);
+    this.expanded.set(node.id, card);
+    this.nodeEls[node.i].classList.add("is-expanded");
+    this.viewport.reveal({x: card.x, y: card.y, w: card.w + node.w, h: card.h});
+  }
+
+  collapse(id, card) {
+    if (card) card.group.remove();
+    this.expanded.delete(id);
+    const i = this.layout.index.get(id);
+    if (i !== undefined) this.nodeEls[i].classList.remove("is-expanded");
+  }
+
+  /** Mark feature and supernode labels containing `query` (case-insensitive); returns the matching nodes. */
+  search(query) {
+    for (const i of this.matches) this.nodeEls[i].classList.remove("is-match");
+    this.matches = [];
+    const q = query.trim().toLowerCase();
+    this.svg.classList.toggle("hg-searching", q !== "");
+    if (!q) return [];
+    for (const node of this.layout.nodes) {
+      if ((node.kind === "feature" || node.kind === "super") && node.label.toLowerCase().includes(q)) {
+        this.matches.push(node.i);
+        this.nodeEls[node.i].classList.add("is-match");
+      }
+    }
+    return this.matches.map((i) => this.layout.nodes[i]);
+  }
+
+  onClick(event) {
+    const member = event.target.closest("[data-member-id]");
+    if (member) {
+      this.emit({kind: "member", memberId: member.dataset.memberId,
+        supernode: this.nodeById(member.dataset.memberOf)});
+      return;
+    }
+    const nodeEl = event.target.closest("[data-node-id]");
+    if (nodeEl) {
+      this.selectNode(this.nodeIndex.get(nodeEl));
+      return;
+    }
+    const incEl = event.target.closest("[data-incidence-id]");
+    if (incEl) {
+      this.selectIncidence(this.incidenceIndex.get(incEl));
+      return;
+    }
+    this.clearSelection();
+    this.emit({kind: null});
+  }
+
+  onHover(event) {
+    const el = event.target.closest("[data-node-id], [data-incidence-id], [data-member-id]");
+    if (!el) {
+      this.tooltip.style.display = "none";
+      return;
+    }
+    let text;
+    if (el.dataset.nodeId) {
+      const node = this.nodeById(el.dataset.nodeId);
+      text = `${node.label} · ${node.kind === "super" ? "supernode" : node.kind}`;
+    } else if (el.dataset.incidenceId) {
+      const inc = this.layout.incidences[this.incidenceIndex.get(el)];
+      const effect = inc.doc.attributes && typeof inc.doc.attributes.effect === "number"
+        ? ` · effect ${inc.doc.attributes.effect.toPrecision(3)}` : "";
+      text = `${inc.id} · weight ${inc.weight.toFixed(3)}${effect}`;
+    } else {
+      text = el.querySelector("text").textContent;
+    }
+    const box = this.container.getBoundingClientRect();
+    this.tooltip.textContent = text;
+    this.tooltip.style.display = "block";
+    this.tooltip.style.left = `${event.clientX - box.left + 14}px`;
+    this.tooltip.style.top = `${event.clientY - box.top + 14}px`;
+  }
+}
