@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,6 @@ def test_demo_ends_by_printing_the_urls_of_completed_graphs(tmp_path):
     for trace_id in ("sample-biology", "sample-code", "sample-finance"):
         assert f"http://127.0.0.1:{port}/v1/traces/{trace_id}/graph" in result.stdout
     assert "complete" in result.stdout
+    graph_views = re.findall(rf"http://127\.0\.0\.1:{port}/admin/explainer/trace/\d+/graph/", result.stdout)
+    assert len(graph_views) == 3, result.stdout
+    assert re.search(r"login admin / \S+", result.stdout), result.stdout
