@@ -15,6 +15,9 @@ const TOKEN_MIN_W = 28;
 const TOKEN_MAX_W = 150;
 const COLUMN_GAP = 180;
 const MAX_TOKEN_PITCH = 3 * ROW;
+const MIN_ROWS = 24;
+const MAX_WRAP = 6;
+const SUB_COLUMN_W = FEATURE_W + 16;
 const HUB_R = 4;
 
 const KIND_OF_TYPE = {
@@ -66,7 +69,7 @@ function readNodes(docNodes) {
     nodes[i] = {
       i, id: doc.id, kind, label, doc,
       layer: kind === "feature" || kind === "super" ? layerOf(doc) : null,
-      column: 0, x: 0, y: 0, w: kind === "input" || kind === "output" ? tokenWidth(label) : FEATURE_W, h: NODE_H,
+      column: 0, sub: 0, x: 0, y: 0, w: kind === "input" || kind === "output" ? tokenWidth(label) : FEATURE_W, h: NODE_H,
       degree: 0,
     };
   }
@@ -111,8 +114,25 @@ function columnsOf(nodes) {
     for (const i of members) nodes[i].column = c;
     const title = key === "in" ? "Input tokens" : key === "out" ? "Output tokens"
       : key === "features" ? "Features" : `Layer ${key.slice(1)}`;
-    return {key, title, members, x: 0, w: 0, isToken: key === "in" || key === "out"};
+    return {key, title, members, x: 0, w: 0, wrap: 1, isToken: key === "in" || key === "out"};
   });
+}
+
+/**
+ * How many sub-columns each feature column wraps into, and the drawing's height. A layer with far more features
+ * than there are tokens would make a drawing so tall that, fitted to the screen, no label could be read; such a
+ * layer wraps (up to MAX_WRAP sub-columns) to about the tokens' height.
+ */
+function wrapColumns(columns) {
+  const tokenRows = Math.max(0, ...columns.filter((c) => c.isToken).map((c) => c.members.length));
+  const rowsWanted = Math.max(tokenRows, MIN_ROWS);
+  let rows = Math.max(4, tokenRows);
+  for (const column of columns) {
+    if (column.isToken) continue;
+    column.wrap = Math.min(MAX_WRAP, Math.max(1, Math.ceil(column.members.length / rowsWanted)));
+    rows = Math.max(rows, Math.ceil(column.members.length / column.wrap));
+  }
+  return rows * ROW;
 }
 
 function placeTokens(column, nodes, height) {
@@ -124,34 +144,35 @@ function placeTokens(column, nodes, height) {
 }
 
 /**
- * Heights as close as possible (least squares) to `targets`, sorted, one row apart, inside [0, bottom].
+ * Heights as close as possible (least squares) to `targets`, sorted, `pitch` apart, inside [0, bottom].
  *
- * With z_r = y_r - r * ROW the spacing rule becomes "z is non-decreasing", so the answer is the isotonic regression
- * of t_r - r * ROW (pool adjacent violators, linear time) clamped to the bounds: a crowd of features wanting the same
- * height spreads evenly above and below it instead of piling up downwards.
+ * With z_r = y_r - r * pitch the spacing rule becomes "z is non-decreasing", so the answer is the isotonic
+ * regression of t_r - r * pitch (pool adjacent violators, linear time) clamped to the bounds: a crowd of features
+ * wanting the same height spreads evenly above and below it instead of piling up downwards.
  */
-function spreadRows(targets, bottom) {
+function spreadRows(targets, bottom, pitch) {
   const blocks = [];
   targets.forEach((t, r) => {
-    let block = {sum: t - r * ROW, count: 1};
+    let block = {sum: t - r * pitch, count: 1};
     while (blocks.length && blocks[blocks.length - 1].sum / blocks[blocks.length - 1].count >= block.sum / block.count) {
       const previous = blocks.pop();
       block = {sum: previous.sum + block.sum, count: previous.count + block.count};
     }
     blocks.push(block);
   });
-  const high = Math.max(0, bottom - (targets.length - 1) * ROW);
+  const high = Math.max(0, bottom - (targets.length - 1) * pitch);
   const ys = [];
   for (const block of blocks) {
     const z = Math.min(high, Math.max(0, block.sum / block.count));
-    for (let c = 0; c < block.count; c++) ys.push(z + ys.length * ROW);
+    for (let c = 0; c < block.count; c++) ys.push(z + ys.length * pitch);
   }
   return ys;
 }
 
 /**
  * Features go to the weighted mean height of the tokens they are joined to (one pass over the incidences for all
- * columns), then each column is spread one row apart.
+ * columns), then each column is spread out. A wrapped column deals its features, in height order, to its
+ * sub-columns in turn, `ROW / wrap` apart: neighbours in one sub-column are then a whole row apart.
  */
 function placeFeatures(columns, nodes, incidences, height) {
   const sum = new Float64Array(nodes.length);
@@ -174,8 +195,13 @@ function placeFeatures(columns, nodes, incidences, height) {
   for (const column of columns) {
     if (column.isToken) continue;
     column.members.sort((a, b) => target[a] - target[b] || (nodes[a].id < nodes[b].id ? -1 : 1));
-    const ys = spreadRows(column.members.map((i) => target[i]), Math.max(height, column.members.length * ROW) - NODE_H);
-    column.members.forEach((i, r) => { nodes[i].y = Math.round(ys[r]); });
+    const pitch = ROW / column.wrap;
+    const ys = spreadRows(column.members.map((i) => target[i]), Math.max(height, column.members.length * pitch) - NODE_H,
+      pitch);
+    column.members.forEach((i, r) => {
+      nodes[i].y = Math.round(ys[r]);
+      nodes[i].sub = r % column.wrap;
+    });
   }
 }
 
@@ -233,16 +259,18 @@ export function layoutGraph(doc) {
   const {nodes, index} = readNodes(doc.nodes || []);
   const incidences = readIncidences(doc.incidences || [], index, nodes);
   const columns = columnsOf(nodes);
-  const height = Math.max(ROW * 4, ...columns.map((c) => c.members.length * ROW));
+  const height = wrapColumns(columns);
   for (const column of columns) if (column.isToken) placeTokens(column, nodes, height);
   placeFeatures(columns, nodes, incidences, height);
   let x = 0;
   for (const column of columns) {
     column.x = x;
-    column.w = column.members.reduce((w, i) => Math.max(w, nodes[i].w), 0);
+    column.w = column.isToken ? column.members.reduce((w, i) => Math.max(w, nodes[i].w), 0)
+      : column.wrap * SUB_COLUMN_W - (SUB_COLUMN_W - FEATURE_W);
     for (const i of column.members) {
       const node = nodes[i];
-      node.x = column.key === "in" ? x + column.w - node.w : x;  // input chips end where their edges start
+      // Input chips end where their edges start; features sit in their sub-column.
+      node.x = column.key === "in" ? x + column.w - node.w : column.isToken ? x : x + node.sub * SUB_COLUMN_W;
     }
     x += column.w + COLUMN_GAP;
   }

@@ -47,9 +47,17 @@ export class Viewport {
     this.apply();
   }
 
-  /** Keep the box {x, y, w, h} (drawing units) inside the view, panning as little as needed. */
+  /** Keep the box {x, y, w, h} (drawing units) inside the view: pan as little as needed, zoom out if it must. */
   reveal(box) {
     const {w, h} = this.size();
+    const fits = Math.min((w - 32) / box.w, (h - 32) / box.h);
+    if (fits < this.scale) {
+      this.scale = Math.max(MIN_SCALE, fits);
+      this.tx = (w - box.w * this.scale) / 2 - box.x * this.scale;
+      this.ty = (h - box.h * this.scale) / 2 - box.y * this.scale;
+      this.apply();
+      return;
+    }
     const left = box.x * this.scale + this.tx, right = (box.x + box.w) * this.scale + this.tx;
     const top = box.y * this.scale + this.ty, bottom = (box.y + box.h) * this.scale + this.ty;
     if (left < 16) this.tx += 16 - left; else if (right > w - 16) this.tx -= Math.min(right - (w - 16), left - 16);
