@@ -40,6 +40,14 @@ def trace_link(trace: Trace) -> SafeString:
     return format_html('<a href="{}">{}</a>', url, trace.trace_id)
 
 
+def explanation_of(trace: Trace) -> Explanation | None:
+    """The trace's explanation as the list's join fetched it; None before the trace is complete."""
+    try:
+        return trace.explanation
+    except Explanation.DoesNotExist:
+        return None
+
+
 def graph_link(trace_pk: int, status: str) -> SafeString | str:
     if status != TraceStatus.COMPLETE:
         return "—"
@@ -142,8 +150,10 @@ class TraceAdmin(TenantScopedAdmin):
     inlines = [TraceEventInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).select_related("tenant").annotate(
-            node_count=F("explanation__node_count"), incidence_count=F("explanation__incidence_count"))
+        # Joined for the rows shown only: counts and filter choices are computed without the join, and the
+        # explanation's document (megabytes) is never read.
+        return (super().get_queryset(request).select_related("tenant", "explanation")
+                .defer("explanation__document"))
 
     def get_list_filter(self, request: HttpRequest):
         """A user confined to one tenant has nothing to choose, and must not see the other tenants' slugs."""
@@ -191,13 +201,15 @@ class TraceAdmin(TenantScopedAdmin):
     def status_badge(self, trace: Trace) -> SafeString:
         return status_badge(trace.status)
 
-    @admin.display(description="nodes", ordering="node_count")
+    @admin.display(description="nodes", ordering="explanation__node_count")
     def nodes(self, trace: Trace) -> int | None:
-        return trace.node_count
+        explanation = explanation_of(trace)
+        return explanation.node_count if explanation else None
 
-    @admin.display(description="incidences", ordering="incidence_count")
+    @admin.display(description="incidences", ordering="explanation__incidence_count")
     def incidences(self, trace: Trace) -> int | None:
-        return trace.incidence_count
+        explanation = explanation_of(trace)
+        return explanation.incidence_count if explanation else None
 
     @admin.display(description="model", ordering="model_name")
     def model_column(self, trace: Trace) -> str:
@@ -224,7 +236,7 @@ class TraceAdmin(TenantScopedAdmin):
     @admin.display(description="explained graph")
     def graph_summary(self, trace: Trace) -> SafeString:
         return render_to_string("admin/explainer/trace/graph_summary.html", {
-            "trace": trace, "complete": trace.status == TraceStatus.COMPLETE,
+            "trace": trace, "explanation": explanation_of(trace),
             "graph_url": reverse("admin:explainer_trace_graph", args=[trace.pk]),
             "downloads": admin_views.download_links(trace),
         })
