@@ -13,6 +13,7 @@ const FEATURE_W = 196;
 export const CHAR_W = 6.3;
 const TOKEN_MIN_W = 28;
 const TOKEN_MAX_W = 150;
+const TOKEN_COLUMN_MIN_W = 124;  // room for the column's title above short tokens
 const COLUMN_GAP = 180;
 const MAX_TOKEN_PITCH = 3 * ROW;
 const MIN_ROWS = 24;
@@ -265,7 +266,7 @@ export function layoutGraph(doc) {
   let x = 0;
   for (const column of columns) {
     column.x = x;
-    column.w = column.isToken ? column.members.reduce((w, i) => Math.max(w, nodes[i].w), 0)
+    column.w = column.isToken ? column.members.reduce((w, i) => Math.max(w, nodes[i].w), TOKEN_COLUMN_MIN_W)
       : column.wrap * SUB_COLUMN_W - (SUB_COLUMN_W - FEATURE_W);
     for (const i of column.members) {
       const node = nodes[i];
