@@ -256,7 +256,14 @@ class TraceEventAdmin(TenantScopedAdmin):
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return with_event_summary(super().get_queryset(request).select_related("trace__tenant"))
+        # A list summarises completions only: an activations event's layer is read by reading its whole payload
+        # (megabytes of inline rows), which a page of a hundred events must not do.
+        return with_event_summary(super().get_queryset(request).select_related("trace__tenant"), activations=False)
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None):
+        """One event's page also reads its activations' layer and shape: one payload, not a page of them."""
+        event = super().get_object(request, object_id, from_field)
+        return with_event_summary(TraceEvent.objects.select_related("trace__tenant")).get(pk=event.pk)
 
     @admin.display(description="trace", ordering="trace__trace_id")
     def trace_column(self, event: TraceEvent) -> SafeString:
@@ -287,9 +294,8 @@ class ExplanationAdmin(TenantScopedAdmin):
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        # The document can be megabytes: lists and pages read only its meta.
-        return (super().get_queryset(request).select_related("trace__tenant").defer("document")
-                .annotate(meta=F("document__meta")))
+        # The document can be megabytes: the list never reads it, the page reads only its meta.
+        return super().get_queryset(request).select_related("trace__tenant").defer("document")
 
     @admin.display(description="trace", ordering="trace__trace_id")
     def trace_column(self, explanation: Explanation) -> SafeString:
@@ -305,7 +311,8 @@ class ExplanationAdmin(TenantScopedAdmin):
 
     @admin.display(description="document meta")
     def meta_table(self, explanation: Explanation) -> SafeString:
-        return render_to_string("admin/explainer/explanation/meta.html", {"meta": explanation.meta or {}})
+        meta = Explanation.objects.filter(pk=explanation.pk).values_list(F("document__meta"), flat=True).first()
+        return render_to_string("admin/explainer/explanation/meta.html", {"meta": meta or {}})
 
     @admin.display(description="")
     def graph(self, explanation: Explanation) -> SafeString | str:

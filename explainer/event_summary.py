@@ -6,26 +6,34 @@ from __future__ import annotations
 
 import json
 
-from django.db.models import QuerySet
+from django.db.models import Case, QuerySet, TextField, Value, When
 from django.db.models.fields.json import KT
 from django.db.models.functions import Substr
 
 from .models import TraceEvent
 
 TEXT_PREVIEW_CHARS = 140
+ACTIVATION_KEYS = ("layer", "layers", "shape", "encoding", "shards")
+NOTHING = Value(None, output_field=TextField())
 
 
-def with_event_summary(queryset: QuerySet) -> QuerySet:
-    """`queryset` of events without their payloads, annotated with what `event_summary` needs."""
-    return queryset.defer("payload").annotate(
-        summary_model=KT("payload__model"),
-        summary_text=Substr(KT("payload__text"), 1, TEXT_PREVIEW_CHARS + 1),
-        summary_layer=KT("payload__layer"),
-        summary_layers=KT("payload__layers"),
-        summary_shape=KT("payload__shape"),
-        summary_encoding=KT("payload__encoding"),
-        summary_shards=KT("payload__shards"),
-    )
+def with_event_summary(queryset: QuerySet, *, activations: bool = True) -> QuerySet:
+    """`queryset` of events without their payloads, annotated with what `event_summary` needs.
+
+    A JSON key can only be read by reading the whole payload, which for inline activations is megabytes: completion
+    keys are read for completion events only (the database evaluates a CASE's THEN only where it holds), and
+    activation keys only when `activations` is set (one trace's events, not a long list).
+    """
+    def completion_only(expression):
+        return Case(When(event_type="completion", then=expression), default=NOTHING, output_field=TextField())
+
+    annotations = {
+        "summary_model": completion_only(KT("payload__model")),
+        "summary_text": completion_only(Substr(KT("payload__text"), 1, TEXT_PREVIEW_CHARS + 1)),
+    }
+    for name in ACTIVATION_KEYS:
+        annotations[f"summary_{name}"] = KT(f"payload__{name}") if activations else NOTHING
+    return queryset.defer("payload").annotate(**annotations)
 
 
 def event_summary(event: TraceEvent) -> str:
@@ -36,6 +44,8 @@ def event_summary(event: TraceEvent) -> str:
             text = text[:TEXT_PREVIEW_CHARS].rstrip() + "…"
         return f"{event.summary_model}: “{text}”"
     if event.event_type == "activations":
+        if event.summary_layer is None and event.summary_shards is None:
+            return "activations (layer and shape on the event's page)"
         if event.summary_shards:
             layers = ", ".join(str(v) for v in _json_list(event.summary_layers)) or "?"
             return f"layers {layers}, {len(_json_list(event.summary_shards))} shards in Redis"

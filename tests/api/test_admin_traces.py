@@ -11,7 +11,7 @@ from django.urls import reverse
 from rest_framework_api_key.models import APIKey
 
 import hif
-from explainer.models import DeadLetter, Explanation, Trace
+from explainer.models import DeadLetter, Explanation, Trace, TraceEvent
 from sae.config import dictionary_layer_folder
 from sae.labeling import CONTEXTS_FILE
 from sae.labels import save_labels
@@ -182,3 +182,14 @@ def test_feature_notes_come_from_the_traces_dictionary(root, trace, settings, tm
     assert notes["feat_6_1"] == {"label": "Biology: cells", "layer": 6, "index": 1,
                                  "contexts": [{"text": "the cell divides", "activation": 3.5}]}
     assert notes["feat_6_2"]["label"] == "plain feature two" and notes["feat_6_2"]["contexts"] == []
+
+
+def test_an_activations_event_page_shows_layer_and_shape_and_the_list_does_not_read_them(root, trace):
+    event = TraceEvent.objects.create(trace=trace, event_type="activations", event_hash="acts",
+                                      payload={"layer": 6, "shape": [6, 384], "encoding": "f16-base64", "data": "AA"})
+    page = root.get(reverse("admin:explainer_traceevent_change", args=[event.pk])).content.decode()
+    assert "layer 6, 6×384 rows, f16-base64" in page and '"data"' not in page
+    with CaptureQueriesContext(connection) as queries:
+        listing = root.get(reverse("admin:explainer_traceevent_changelist")).content.decode()
+    assert "layer and shape on the event&#x27;s page" in listing
+    assert not any("'layer'" in q["sql"] for q in queries.captured_queries)  # no payload ->> 'layer'

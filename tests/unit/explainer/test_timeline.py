@@ -49,3 +49,15 @@ def test_event_summaries_read_a_few_keys_not_the_payload():
     summaries = [event_summary(e) for e in events]
     assert summaries[0] == f"gpt-x: “{'A' * 140}…”"
     assert summaries[1:] == ["layer 6, 5×384 rows, f16-base64", "—", "layers 3, 6, 3 shards in Redis"]
+
+
+@pytest.mark.django_db
+def test_lists_leave_activations_payloads_unread():
+    trace = Trace.objects.create(tenant=Tenant.objects.create(slug="t"), trace_id="x")
+    TraceEvent.objects.create(trace=trace, event_type="completion", event_hash="c",
+                              payload={"model": "gpt-x", "text": "Hello."})
+    TraceEvent.objects.create(trace=trace, event_type="activations", event_hash="a",
+                              payload={"layer": 6, "shape": [5, 384], "encoding": "json", "data": [[0.0]]})
+    events = with_event_summary(TraceEvent.objects.filter(trace=trace).order_by("id"), activations=False)
+    assert [event_summary(e) for e in events] == ["gpt-x: “Hello.”", "activations (layer and shape on the event's page)"]
+    assert events[1].summary_layer is None and events[1].summary_model is None
