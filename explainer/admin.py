@@ -162,8 +162,8 @@ class TraceAdmin(TenantScopedAdmin):
         return tuple(f for f in self.list_filter if not (isinstance(f, tuple) and f[0] == "tenant"))
 
     def get_fieldsets(self, request: HttpRequest, obj: Trace | None = None):
-        if obj is not None and obj.error:
-            return (*self.fieldsets, ("Error", {"fields": ("error",), "classes": ("hg-error",)}))
+        if obj is not None and obj.error:  # right under the header: it is what a person opens a failed trace for
+            return (self.fieldsets[0], ("Error", {"fields": ("error",), "classes": ("hg-error",)}), *self.fieldsets[1:])
         return self.fieldsets
 
     def get_urls(self):
@@ -246,6 +246,7 @@ class TraceAdmin(TenantScopedAdmin):
 class TraceEventAdmin(TenantScopedAdmin):
     tenant_path = "trace__tenant"
     list_display = ("trace_column", "tenant_slug", "event_type", "granularity", "summary", "received")
+    list_display_links = ("received",)  # the trace column links to the trace
     list_filter = ("event_type",)
     search_fields = ("trace__trace_id",)
     search_help_text = "Search by trace id"
@@ -284,6 +285,7 @@ class TraceEventAdmin(TenantScopedAdmin):
 class ExplanationAdmin(TenantScopedAdmin):
     tenant_path = "trace__tenant"
     list_display = ("trace_column", "tenant_slug", "node_count", "incidence_count", "size", "created", "graph")
+    list_display_links = ("created",)
     search_fields = ("trace__trace_id",)
     search_help_text = "Search by trace id"
     ordering = ("-id",)
@@ -319,11 +321,25 @@ class ExplanationAdmin(TenantScopedAdmin):
         return graph_link(explanation.trace_id, TraceStatus.COMPLETE)
 
 
+class ReplayedFilter(admin.SimpleListFilter):
+    title = "re-run"
+    parameter_name = "rerun"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("waiting", "not yet"), ("done", "re-run")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in ("waiting", "done"):
+            return queryset.filter(replayed_at__isnull=self.value() == "waiting")
+        return queryset
+
+
 @admin.register(DeadLetter)
 class DeadLetterAdmin(TenantScopedAdmin):
     tenant_path = "trace__tenant"
     list_display = ("trace_column", "tenant_slug", "stage", "reason", "created", "replayed_at")
-    list_filter = ("stage", ("replayed_at", admin.EmptyFieldListFilter))
+    list_display_links = ("created",)
+    list_filter = ("stage", ReplayedFilter)
     search_fields = ("trace__trace_id",)
     search_help_text = "Search by trace id"
     ordering = ("-id",)

@@ -193,3 +193,14 @@ def test_an_activations_event_page_shows_layer_and_shape_and_the_list_does_not_r
         listing = root.get(reverse("admin:explainer_traceevent_changelist")).content.decode()
     assert "layer and shape on the event&#x27;s page" in listing
     assert not any("'layer'" in q["sql"] for q in queries.captured_queries)  # no payload ->> 'layer'
+
+
+def test_dead_letters_filter_by_whether_they_were_re_run(root, alice):
+    failed_trace(alice[0], "waiting-one")
+    done = failed_trace(alice[0], "done-one")
+    DeadLetter.objects.filter(trace=done).update(replayed_at=done.created)
+    url = reverse("admin:explainer_deadletter_changelist")
+    assert "waiting-one" in root.get(url, {"rerun": "waiting"}).content.decode()
+    assert "done-one" not in root.get(url, {"rerun": "waiting"}).content.decode()
+    assert "done-one" in root.get(url, {"rerun": "done"}).content.decode()
+    assert "waiting-one" not in root.get(url, {"rerun": "done"}).content.decode()
