@@ -30,13 +30,13 @@ def download_links(trace: Trace) -> list[dict[str, str]]:
 
 def graph_page(request: HttpRequest, *, trace: Trace, context: dict) -> TemplateResponse:
     """The page shell; the drawing fetches the document itself, so the page answers at once at any graph size."""
-    counts = Explanation.objects.filter(trace=trace).values("node_count", "incidence_count", "size_bytes").first()
-    meta = Explanation.objects.filter(trace=trace).values_list(F("document__meta"), flat=True).first() or {}
+    counts = Explanation.objects.filter(trace=trace).values(
+        "node_count", "incidence_count", "size_bytes", meta=F("document__meta")).first()
     return TemplateResponse(request, "admin/explainer/trace/graph.html", {
         **context,
         "complete": trace.status == TraceStatus.COMPLETE and counts is not None,
         "counts": counts,
-        "meta": meta,
+        "meta": (counts or {}).get("meta") or {},
         "downloads": download_links(trace),
         "document_url": reverse("admin:explainer_trace_graph_document", args=[trace.pk]),
         "features_url": reverse("admin:explainer_trace_graph_features", args=[trace.pk]),

@@ -155,6 +155,7 @@ def test_graph_page_points_the_drawing_at_its_document(root, trace):
     document_url = reverse("admin:explainer_trace_graph_document", args=[trace.pk])
     assert f'data-document-url="{document_url}"' in page
     assert 'name="min_weight"' in page and 'name="q"' in page
+    assert "dictionary <strong>sample</strong>" in page and "<strong>8</strong> nodes" in page
     assert "explainer/graph/page.js" in page
     assert json.loads(root.get(document_url).content) == Explanation.objects.get(trace=trace).document
 
