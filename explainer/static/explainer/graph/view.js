@@ -31,7 +31,6 @@ export class GraphView {
    */
   constructor(container, doc, {describe = null} = {}) {
     this.container = container;
-    this.doc = doc;
     this.describe = describe;
     this.layout = layoutGraph(doc);
     this.svg = document.createElementNS(SVG_NS, "svg");

@@ -8,7 +8,7 @@
  * end to the other, changes at most a few hundred elements' classes instead of 25,000, which is what keeps it
  * within 200 ms at the pruning caps. Nodes that no incidence joins never hide.
  */
-export const HIDDEN = "is-off";
+const HIDDEN = "is-off";
 export const CHUNK = 200;
 
 /** The first index of the ascending `sorted` whose value is >= `threshold`. */
