@@ -337,15 +337,15 @@ class ReplayedFilter(admin.SimpleListFilter):
 @admin.register(DeadLetter)
 class DeadLetterAdmin(TenantScopedAdmin):
     tenant_path = "trace__tenant"
-    list_display = ("trace_column", "tenant_slug", "stage", "reason", "created", "replayed_at")
+    list_display = ("trace_column", "tenant_slug", "stage", "reason", "created", "replayed_at", "quarantined")
     list_display_links = ("created",)
-    list_filter = ("stage", ReplayedFilter)
+    list_filter = ("stage", ReplayedFilter, "quarantined")
     search_fields = ("trace__trace_id",)
     search_help_text = "Search by trace id"
     ordering = ("-id",)
     list_per_page = 100
     show_full_result_count = False
-    fields = ("trace_column", "tenant_slug", "run_id", "stage", "reason", "created", "replayed_at")
+    fields = ("trace_column", "tenant_slug", "run_id", "stage", "reason", "created", "replayed_at", "quarantined")
     readonly_fields = fields
     actions = ["rerun"]
 
@@ -365,7 +365,10 @@ class DeadLetterAdmin(TenantScopedAdmin):
 
     @admin.action(description="Re-run the selected dead-lettered traces", permissions=["rerun"])
     def rerun(self, request: HttpRequest, queryset: QuerySet) -> None:
-        replayed = dead_letters_replay(ids=queryset.values_list("pk", flat=True))
-        count = len(replayed)
-        self.message_user(request, f"Re-running {count} trace{'' if count == 1 else 's'}.", messages.SUCCESS)
+        result = dead_letters_replay(ids=queryset.values_list("pk", flat=True))
+        count, skipped = len(result.replayed), len(result.quarantined)
+        message = f"Re-running {count} trace{'' if count == 1 else 's'}."
+        if skipped:
+            message += f" Skipped {skipped} quarantined (failed too often to re-run)."
+        self.message_user(request, message, messages.SUCCESS)
 

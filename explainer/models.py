@@ -1,11 +1,11 @@
 """State of the explainer: tenants, keys, traces and everything that happens to a trace.
 
 The database is the source of truth. Status transitions are conditional UPDATEs (see `services.py`), so a stage that
-lost a race, or belongs to a superseded run, changes nothing.
+lost a race, or belongs to a superseded run, changes nothing. The trace row also drives its own chain: it names the
+stage to run next and holds the lease of whoever runs it, so a lost message or a killed worker is seen (an expired
+lease) and healed by the sweeper without any broker state.
 """
 from __future__ import annotations
-
-import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -41,14 +41,16 @@ class ApiKey(AbstractAPIKey):
 
 
 class TraceStatus(models.TextChoices):
+    OPEN = "open"
     QUEUED = "queued"
     RUNNING = "running"
     COMPLETE = "complete"
     FAILED = "failed"
     CANCELED = "canceled"
+    EXPIRED = "expired"
 
 
-TERMINAL_STATUSES = (TraceStatus.COMPLETE, TraceStatus.FAILED, TraceStatus.CANCELED)
+TERMINAL_STATUSES = (TraceStatus.COMPLETE, TraceStatus.FAILED, TraceStatus.CANCELED, TraceStatus.EXPIRED)
 ACTIVE_STATUSES = (TraceStatus.QUEUED, TraceStatus.RUNNING)
 
 
@@ -64,18 +66,30 @@ class Stage(models.TextChoices):
     BUILD = "build"
     PERSIST = "persist"
 
+    @property
+    def next(self) -> "Stage | None":
+        """The stage after this one in the chain; None after persist."""
+        order = list(Stage)
+        position = order.index(self)
+        return order[position + 1] if position + 1 < len(order) else None
+
 
 class Trace(models.Model):
     """One model response being explained.
 
-    A trace is `queued` from its first event; `finalized_at` marks the moment it stopped accepting events and was
-    handed to the chain. `run_id` names the current chain run: a reconcile or a replay starts a new run, and tasks of
-    the old run then find nothing to claim.
+    A trace is `open` from its first event until it is finalized (`finalized_at`, then `queued` for the chain), or
+    `expired` when it is not finalized within `TRACE_OPEN_TTL_S`. `run_id` names the current chain run: a replay starts a new run, and tasks of the old run
+    then find nothing to claim.
+
+    While a run is active, `stage` is the stage to run (or running) and `lease_until` the moment by which it must be
+    claimed (`lease_owner` empty) or renewed by its holder (`lease_owner` set); past it the sweeper re-publishes the
+    stage. `attempts` counts the starts of the current stage, so input that kills whatever runs it ends failed.
+    `token_count`, `layers` and `rows_extent` summarise the events received, so accept-time checks need no reads.
     """
 
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="traces")
     trace_id = models.CharField(max_length=128)
-    status = models.CharField(max_length=16, choices=TraceStatus.choices, default=TraceStatus.QUEUED)
+    status = models.CharField(max_length=16, choices=TraceStatus.choices, default=TraceStatus.OPEN)
     stage = models.CharField(max_length=16, choices=Stage.choices, blank=True)
     granularity = models.CharField(max_length=16, choices=Granularity.choices, default=Granularity.SENTENCE)
     model_name = models.CharField(max_length=200, blank=True)
@@ -85,6 +99,12 @@ class Trace(models.Model):
     error = models.TextField(blank=True)
     finalized_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=32, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    token_count = models.PositiveIntegerField(null=True, blank=True)
+    layers = models.JSONField(default=list, blank=True)
+    rows_extent = models.PositiveIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -92,6 +112,7 @@ class Trace(models.Model):
         constraints = [models.UniqueConstraint(fields=["tenant", "trace_id"], name="trace_unique_per_tenant")]
         indexes = [
             models.Index(fields=["status", "updated"]),
+            models.Index(fields=["status", "lease_until"]),
             # The admin's trace list: newest first, for everyone or within one tenant, filtered by these columns.
             models.Index(fields=["created", "id"], name="trace_newest"),
             models.Index(fields=["tenant", "created", "id"], name="trace_tenant_newest"),
@@ -142,20 +163,12 @@ class Explanation(models.Model):
     updated = models.DateTimeField(auto_now=True)
 
 
-class Outbox(models.Model):
-    """A chain run to publish; written in the accept transaction and published after commit (or by the sweeper)."""
-
-    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="outbox")
-    run_id = models.UUIDField(default=uuid.uuid4)
-    created = models.DateTimeField(auto_now_add=True)
-    published_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        indexes = [models.Index(fields=["published_at", "created"])]
-
-
 class DeadLetter(models.Model):
-    """A trace run that failed for good: what failed, where, and whether somebody re-ran it."""
+    """A trace run that failed for good: what failed, where, and whether somebody re-ran it.
+
+    A trace that keeps failing is `quarantined` once it has this many letters (`DEAD_LETTER_MAX_REPLAYS`): replays
+    skip it, so a poison input cannot be re-run into the workers by a blanket replay.
+    """
 
     trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="dead_letters")
     run_id = models.UUIDField(null=True, blank=True)
@@ -163,6 +176,7 @@ class DeadLetter(models.Model):
     reason = models.TextField()
     created = models.DateTimeField(auto_now_add=True)
     replayed_at = models.DateTimeField(null=True, blank=True)
+    quarantined = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["id"]

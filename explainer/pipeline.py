@@ -12,7 +12,6 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-import redis
 from django.conf import settings
 
 import attribution
@@ -22,6 +21,8 @@ from ingest.activations import decode_inline_activations
 from ingest.hooks import ShardsMissing, read_shards
 
 from . import services
+from .selectors import dictionary_catalog
+from .shards import shard_client
 from .artifacts import ArtifactStore
 from .models import Trace
 from .text import sentence_windows
@@ -54,11 +55,6 @@ def hypergraph_config() -> "hif.HypergraphConfig":
     return hif.HypergraphConfig.from_env()
 
 
-@cache
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
-
-
 # --- load ----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -75,28 +71,33 @@ def _rows_of(payload: dict) -> dict[int, LayerRows]:
         rows = decode_inline_activations(payload)
         return {int(payload["layer"]): LayerRows(offset + np.arange(len(rows)), rows)}
     try:
-        shards = read_shards(_redis(), payload["shards"])
+        shards = read_shards(shard_client(), payload["shards"])
     except ShardsMissing as exc:
         raise PipelineError(f"activation shards expired or missing in Redis: {exc}") from None
     return {layer: LayerRows(offset + idx.astype(np.int64), rows) for layer, (idx, rows) in shards.items()}
 
 
 def _stitch(layer: int, parts: list[LayerRows]) -> np.ndarray:
-    """Join a layer's parts into one `[P, d]` array, refusing gaps and mismatched widths."""
+    """Join a layer's parts into one `[P, d]` array, refusing gaps, overlaps and mismatched widths.
+
+    Positions must be exactly 0..P-1, checked before anything is allocated, so the array is never larger than the
+    rows actually received (a huge `token_offset` cannot make it so).
+    """
     widths = {p.rows.shape[1] for p in parts}
     if len(widths) != 1:
         raise PipelineError(f"layer {layer}: activation width differs between events: {sorted(widths)}")
     positions = np.concatenate([p.positions for p in parts])
     rows = np.concatenate([p.rows for p in parts])
-    count = int(positions.max()) + 1
-    stitched = np.zeros((count, widths.pop()), dtype=np.float32)
-    covered = np.zeros(count, dtype=bool)
-    stitched[positions] = rows
-    covered[positions] = True
-    if not covered.all():
-        missing = np.flatnonzero(~covered)
-        raise PipelineError(f"layer {layer}: no activations for positions {missing[:10].tolist()}")
-    return stitched
+    order = np.argsort(positions, kind="stable")
+    positions = positions[order]
+    if not np.array_equal(positions, np.arange(positions.size)):
+        repeated = np.unique(positions[1:][positions[1:] == positions[:-1]])
+        if repeated.size:
+            raise PipelineError(f"layer {layer}: positions sent more than once: {repeated[:10].tolist()}")
+        missing = np.setdiff1d(np.arange(min(int(positions[-1]), positions.size + 10)), positions)
+        raise PipelineError(f"layer {layer}: no activations for positions {missing[:10].tolist()} "
+                            f"(received {positions.size} rows, the last at position {int(positions[-1])})")
+    return rows[order]
 
 
 def _logit_targets(token_ids: list[int] | None, count: int) -> list[int] | None:
@@ -108,6 +109,25 @@ def _logit_targets(token_ids: list[int] | None, count: int) -> list[int] | None:
     if not token_ids or len(token_ids) < count:
         return None
     return token_ids[1:count + 1] if len(token_ids) > count else token_ids
+
+
+def _check_rows_match_tokens(rows: int, tokens: int, tokenized_by_service: bool) -> None:
+    """Every token needs its row: one row per token, or one fewer when the last generated token was never fed back."""
+    if rows > 0 and rows in (tokens, tokens - 1):
+        return
+    advice = ("the service split the text into words because the completion has no `tokens`: send the model's "
+              "tokens" if tokenized_by_service else "activations and tokens must come from the same sequence")
+    raise PipelineError(f"activations cover {rows} positions but the completion has {tokens} tokens (expected "
+                        f"{tokens}, or {tokens - 1} when the last generated token was not fed back); {advice}")
+
+
+def public_message(text: str) -> str:
+    """A failure reason as clients may read it: server folders replaced by the setting that names them."""
+    for setting in ("DICT_ROOT", "ARTIFACT_ROOT"):
+        folder = Path(getattr(settings, setting))
+        for spelling in {str(folder.resolve()), str(folder)}:
+            text = text.replace(spelling, f"${setting}")
+    return text
 
 
 def load_stage(trace: Trace, store: ArtifactStore) -> None:
@@ -127,7 +147,8 @@ def load_stage(trace: Trace, store: ArtifactStore) -> None:
         raise PipelineError(f"layers cover different numbers of positions: "
                             f"{ {layer: a.shape[0] for layer, a in layers.items()} }")
     count = positions.pop()
-    tokens = [completion.tokens[i] if i < len(completion.tokens) else f"<{i}>" for i in range(count)]
+    _check_rows_match_tokens(count, len(completion.tokens), completion.tokenized_by_service)
+    tokens = completion.tokens[:count]
     token_ids = _logit_targets(completion.token_ids, count)
     conventions = {p["convention"] for p in payloads if p.get("convention")}
     store.save_arrays(trace.pk, "acts", {f"layer_{layer}": a for layer, a in layers.items()})
@@ -151,7 +172,13 @@ def sae_decode_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecode
     acts = _layer_arrays(store.load_arrays(trace.pk, "acts"), "layer_")
     features: dict[str, np.ndarray] = {}
     dictionaries = {}
+    catalog = dictionary_catalog()
     for layer, rows in sorted(acts.items()):
+        if layer not in catalog.widths:
+            catalog = dictionary_catalog(max_age_s=0)  # a layer installed since the last look
+        if layer not in catalog.widths:
+            raise PipelineError(f"layer {layer} is not in dictionary '{catalog.name}' "
+                                f"(it has layers {sorted(catalog.widths)})")
         dictionary = service.dictionary(layer)
         mismatch = sae.check_convention(dictionary, info["convention"]) if info["convention"] else None
         if mismatch:
@@ -239,8 +266,11 @@ def build_stage(trace: Trace, store: ArtifactStore) -> None:
     store.save_json(trace.pk, "graph", document)
 
 
-def persist_stage(trace: Trace, store: ArtifactStore, run_id: str) -> None:
-    document = store.load_json(trace.pk, "graph")
+def persist_finish(trace: Trace, store: ArtifactStore, owner: str, document: dict, seconds: float) -> bool:
+    """Store the built document as the trace's explanation and complete the run; then drop its artifacts."""
     size = len(hif.dumps_canonical(document))
-    services.trace_complete(trace_pk=trace.pk, run_id=run_id, document=document, size_bytes=size)
-    store.delete(trace.pk)
+    done = services.trace_complete(trace_pk=trace.pk, run_id=str(trace.run_id), owner=owner, document=document,
+                                   size_bytes=size, seconds=seconds)
+    if done:
+        store.delete(trace.pk)
+    return done

@@ -38,13 +38,11 @@ def redis_ensure(url: str, timeout_s: float = 10.0) -> str:
 
 
 def start_worker(log_path: Path, env: dict[str, str] | None = None, queues: str = "default,gpu",
-                 beat: bool = True, concurrency: int = 4) -> subprocess.Popen:
+                 concurrency: int = 4) -> subprocess.Popen:
     """One worker on both queues (a CPU-only deployment); a thread pool lets decode requests of concurrent
-    traces meet in the SAE service's micro-batches."""
+    traces meet in the SAE service's micro-batches. The worker runs its own sweeper: no beat is needed."""
     args = [sys.executable, "-m", "celery", "-A", "hypergraph_site", "worker", "-Q", queues,
             "--pool", "threads", "-c", str(concurrency), "-l", "info", "--without-gossip", "--without-mingle"]
-    if beat:
-        args += ["-B", "-s", str(log_path.parent / "celerybeat-schedule")]
     return _spawn(args, log_path, env)
 
 

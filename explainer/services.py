@@ -1,13 +1,22 @@
-"""Writes to explainer state. Every status change is a conditional UPDATE, so stale or duplicate work changes nothing."""
+"""Writes to explainer state. Every status change is a conditional UPDATE, so stale or duplicate work changes nothing.
+
+A run moves through its stages by the trace row alone: `trace_start_run` and `trace_advance` name the next stage and
+give it a pickup lease, the stage's task claims it (`trace_claim_stage`), renews the lease while it works and advances
+the trace when done. A publish that never arrives (a broker blip, a Redis restart that lost its queue) or a holder
+that died (a killed worker) shows as an expired lease, and `traces_sweep` publishes the stage again.
+"""
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Iterable
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .models import (
@@ -15,13 +24,13 @@ from .models import (
     ApiKey,
     DeadLetter,
     Explanation,
-    Outbox,
     Scope,
     Stage,
     Tenant,
     Trace,
     TraceStatus,
 )
+from .shards import shard_keys, shards_delete
 
 logger = logging.getLogger(__name__)
 
@@ -41,47 +50,88 @@ def api_key_create(*, tenant: Tenant, scopes: Iterable[str] = (Scope.TRACES_WRIT
     return ApiKey.objects.create_key(tenant=tenant, name=name, scopes=sorted(set(scopes)))
 
 
-# --- Runs: start, claim, finish ------------------------------------------------------------------------
+# --- Runs: start, claim, advance, finish ----------------------------------------------------------------
 
-def trace_start_run(*, trace: Trace) -> Outbox:
-    """Hand a trace to a new chain run: fresh run id, queued, and an outbox row published after commit.
+STAGE_TASKS = {stage: f"explainer.tasks.stage_{stage.value}" for stage in Stage}
 
-    Must be called inside a transaction; the publish happens only if that transaction commits.
+
+def _lease_end() -> datetime:
+    return timezone.now() + timedelta(seconds=settings.STAGE_LEASE_S)
+
+
+def stage_publish(*, trace_pk: int, run_id: str, stage: Stage) -> bool:
+    """Send one stage's task to the broker (retrying briefly); False leaves it to the sweeper, never loses it.
+
+    The trace row already says this stage is due, with a pickup lease: if the message never arrives, the lease
+    expires and `traces_sweep` publishes it again.
     """
+    try:
+        current_app.send_task(STAGE_TASKS[Stage(stage)], args=(trace_pk, str(run_id)), retry=True,
+                              retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5,
+                                            "interval_max": 1.0})
+    except Exception:  # noqa: BLE001 - any broker failure is healed by the sweeper
+        logger.warning("publishing %s of trace %s failed; the sweeper will publish it again", stage, trace_pk,
+                       exc_info=True)
+        return False
+    return True
+
+
+def trace_start_run(*, trace: Trace) -> uuid.UUID:
+    """Hand a trace to a new run: fresh run id, queued at the load stage, published after the transaction commits."""
     run_id = uuid.uuid4()
+    now = timezone.now()
     Trace.objects.filter(pk=trace.pk).update(
-        status=TraceStatus.QUEUED, stage="", run_id=run_id, error="", finished_at=None,
-        finalized_at=trace.finalized_at or timezone.now(), updated=timezone.now(),
+        status=TraceStatus.QUEUED, stage=Stage.LOAD, run_id=run_id, error="", finished_at=None, lease_owner="",
+        lease_until=_lease_end(), attempts=0, finalized_at=trace.finalized_at or now, updated=now,
     )
-    outbox = Outbox.objects.create(trace=trace, run_id=run_id)
-    transaction.on_commit(lambda: outbox_publish(outbox_id=outbox.pk))
-    return outbox
+    transaction.on_commit(lambda: stage_publish(trace_pk=trace.pk, run_id=str(run_id), stage=Stage.LOAD))
+    return run_id
 
 
-def trace_claim_stage(*, trace_pk: int, run_id: str, stage: Stage) -> bool:
-    """Claim a stage of a run; False when the run was superseded or the trace already finished."""
+def trace_claim_stage(*, trace_pk: int, run_id: str, stage: Stage, owner: str) -> bool:
+    """Take the lease of a due stage; False when another holder has it, the run moved on or the trace finished."""
+    now = timezone.now()
+    free = Q(lease_owner="") | Q(lease_until__lt=now)
     return bool(
-        Trace.objects.filter(pk=trace_pk, run_id=run_id, status__in=ACTIVE_STATUSES).update(
-            status=TraceStatus.RUNNING, stage=stage, updated=timezone.now()
+        Trace.objects.filter(free, pk=trace_pk, run_id=run_id, stage=stage, status__in=ACTIVE_STATUSES).update(
+            status=TraceStatus.RUNNING, lease_owner=owner, lease_until=_lease_end(), attempts=F("attempts") + 1,
+            updated=now,
         )
     )
 
 
-def trace_record_timing(*, trace_pk: int, stage: Stage, seconds: float) -> None:
-    with transaction.atomic():
-        trace = Trace.objects.select_for_update().get(pk=trace_pk)
-        trace.timings = {**trace.timings, stage: round(seconds, 4)}
-        trace.save(update_fields=["timings", "updated"])
+def trace_renew_lease(*, trace_pk: int, owner: str) -> bool:
+    """Extend a held lease; False when it was taken over (the holder should stop writing)."""
+    return bool(Trace.objects.filter(pk=trace_pk, lease_owner=owner).update(lease_until=_lease_end()))
 
 
-def trace_complete(*, trace_pk: int, run_id: str, document: dict, size_bytes: int) -> bool:
-    """Upsert the explanation and mark the run complete, atomically."""
-    with transaction.atomic():
-        updated = Trace.objects.filter(pk=trace_pk, run_id=run_id, status=TraceStatus.RUNNING).update(
-            status=TraceStatus.COMPLETE, finished_at=timezone.now(), updated=timezone.now()
+def trace_advance(*, trace_pk: int, run_id: str, stage: Stage, owner: str, seconds: float) -> bool:
+    """Record a finished stage and make the next one due, in one conditional UPDATE by the lease holder."""
+    trace = Trace.objects.filter(pk=trace_pk, lease_owner=owner).only("timings").first()
+    if trace is None:
+        return False
+    return bool(
+        Trace.objects.filter(pk=trace_pk, run_id=run_id, stage=stage, lease_owner=owner).update(
+            stage=Stage(stage).next, lease_owner="", lease_until=_lease_end(), attempts=0,
+            timings={**trace.timings, stage: round(seconds, 4)}, updated=timezone.now(),
         )
-        if not updated:
+    )
+
+
+def trace_complete(*, trace_pk: int, run_id: str, owner: str, document: dict, size_bytes: int,
+                   seconds: float) -> bool:
+    """Upsert the explanation and mark the run complete, atomically, if this holder still has the lease."""
+    with transaction.atomic():
+        trace = (Trace.objects.select_for_update()
+                 .filter(pk=trace_pk, run_id=run_id, stage=Stage.PERSIST, lease_owner=owner,
+                         status=TraceStatus.RUNNING).first())
+        if trace is None:
             return False
+        now = timezone.now()
+        Trace.objects.filter(pk=trace_pk).update(
+            status=TraceStatus.COMPLETE, finished_at=now, updated=now, lease_owner="", lease_until=None,
+            timings={**trace.timings, Stage.PERSIST: round(seconds, 4)},
+        )
         Explanation.objects.update_or_create(
             trace_id=trace_pk,
             defaults={
@@ -95,73 +145,113 @@ def trace_complete(*, trace_pk: int, run_id: str, document: dict, size_bytes: in
 
 
 def trace_fail(*, trace_pk: int, run_id: str | None, stage: str, reason: str) -> bool:
-    """Mark the run failed with its reason and record a dead letter an operator can re-run."""
+    """Mark the run failed with its reason and record a dead letter an operator can re-run.
+
+    The letter is quarantined when the trace has failed `DEAD_LETTER_MAX_REPLAYS` times: replays then skip it.
+    """
     with transaction.atomic():
         query = Trace.objects.filter(pk=trace_pk, status__in=ACTIVE_STATUSES)
         if run_id is not None:
             query = query.filter(run_id=run_id)
-        updated = query.update(
-            status=TraceStatus.FAILED, error=reason[:4000], finished_at=timezone.now(), updated=timezone.now()
-        )
+        now = timezone.now()
+        updated = query.update(status=TraceStatus.FAILED, error=reason[:4000], finished_at=now, updated=now,
+                               lease_owner="", lease_until=None)
         if updated:
-            DeadLetter.objects.create(trace_id=trace_pk, run_id=run_id, stage=stage, reason=reason[:4000])
+            failures = DeadLetter.objects.filter(trace_id=trace_pk).count() + 1
+            DeadLetter.objects.create(trace_id=trace_pk, run_id=run_id, stage=stage, reason=reason[:4000],
+                                      quarantined=failures >= settings.DEAD_LETTER_MAX_REPLAYS)
     if updated:
         logger.warning("trace %s failed at %s: %s", trace_pk, stage, reason)
     return bool(updated)
 
 
-# --- Outbox, reconcile, dead letters ------------------------------------------------------------------
+# --- Sweeping expired leases, dead letters -------------------------------------------------------------
 
-def outbox_publish(*, outbox_id: int) -> bool:
-    """Send a run's chain to the broker and stamp the row; on a broker error the sweeper tries again later."""
-    from .tasks import explain_chain
-
-    outbox = Outbox.objects.filter(pk=outbox_id, published_at__isnull=True).first()
-    if outbox is None:
-        return False
-    try:
-        explain_chain(outbox.trace_id, str(outbox.run_id)).apply_async()
-    except Exception:  # noqa: BLE001 - any broker failure leaves the row for the sweeper
-        logger.exception("publishing outbox row %s failed; the sweeper will retry", outbox_id)
-        return False
-    Outbox.objects.filter(pk=outbox_id).update(published_at=timezone.now())
-    return True
+@dataclass
+class SweepResult:
+    republished: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    expired: list[int] = field(default_factory=list)
 
 
-def outbox_sweep(*, older_than_s: int | None = None) -> int:
-    """Publish rows that were committed but never published (a crash or broker outage after commit)."""
-    age = settings.OUTBOX_SWEEP_AFTER_S if older_than_s is None else older_than_s
-    cutoff = timezone.now() - timedelta(seconds=age)
-    ids = Outbox.objects.filter(published_at__isnull=True, created__lte=cutoff).values_list("pk", flat=True)
-    return sum(outbox_publish(outbox_id=pk) for pk in list(ids))
+def traces_sweep(*, limit: int = 500) -> SweepResult:
+    """Publish again every due stage whose lease expired; fail runs whose stage keeps dying; expire open traces.
+
+    An expired lease means the stage's message was lost (broker outage, Redis restart) or its holder stopped renewing
+    (killed worker, database outage). Each re-publish first moves the lease forward by a conditional UPDATE, so two
+    sweepers, or a holder that comes back, never publish the same stage twice in one lease period.
+    """
+    now = timezone.now()
+    expired = (Trace.objects.filter(status__in=ACTIVE_STATUSES, finalized_at__isnull=False, lease_until__lt=now)
+               .order_by("lease_until").values_list("pk", "run_id", "stage", "attempts", "lease_until")[:limit])
+    result = SweepResult()
+    for pk, run_id, stage, attempts, lease_until in list(expired):
+        if attempts >= settings.STAGE_MAX_ATTEMPTS:
+            reason = (f"stage {stage} was started {attempts} times without finishing (its worker was killed or "
+                      f"stopped each time); giving up")
+            if trace_fail(trace_pk=pk, run_id=str(run_id), stage=stage, reason=reason):
+                result.failed.append(pk)
+            continue
+        taken = Trace.objects.filter(pk=pk, run_id=run_id, stage=stage, lease_until=lease_until).update(
+            lease_owner="", lease_until=_lease_end())
+        if taken:
+            stage_publish(trace_pk=pk, run_id=str(run_id), stage=Stage(stage))
+            result.republished.append(pk)
+    result.expired = traces_expire(limit=limit)
+    if result.republished or result.failed:
+        logger.warning("sweep: re-published %d stages, failed %d traces", len(result.republished), len(result.failed))
+    return result
 
 
-def traces_reconcile(*, deadline_s: int | None = None) -> list[Trace]:
-    """Start a new run for finalized traces stuck in queued/running past the deadline (lost queue, killed worker)."""
-    deadline = settings.RECONCILE_DEADLINE_S if deadline_s is None else deadline_s
-    cutoff = timezone.now() - timedelta(seconds=deadline)
-    stuck = Trace.objects.filter(status__in=ACTIVE_STATUSES, finalized_at__isnull=False, updated__lte=cutoff)
-    restarted = []
-    for trace in stuck:
-        with transaction.atomic():
-            claimed = Trace.objects.filter(pk=trace.pk, run_id=trace.run_id, updated__lte=cutoff).update(
-                updated=timezone.now()
-            )
-            if claimed:
-                trace_start_run(trace=trace)
-                restarted.append(trace)
-    return restarted
+def traces_expire(*, limit: int = 500) -> list[int]:
+    """End traces never finalized within `TRACE_OPEN_TTL_S` of their last event, and delete their capture shards.
+
+    Their events stay (an operator can still see what arrived); the shards would expire in Redis anyway, but a
+    client that gave up should not hold memory for the rest of the shards' TTL.
+    """
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.TRACE_OPEN_TTL_S)
+    stale = list(Trace.objects.filter(status=TraceStatus.OPEN, updated__lt=cutoff).order_by("updated")[:limit])
+    expired = []
+    for trace in stale:
+        ended = Trace.objects.filter(pk=trace.pk, status=TraceStatus.OPEN, updated=trace.updated).update(
+            status=TraceStatus.EXPIRED, finished_at=now, updated=now,
+            error=f"not finalized within TRACE_OPEN_TTL_S ({settings.TRACE_OPEN_TTL_S} s) of its last event")
+        if ended:
+            shards_delete(shard_keys(trace))
+            expired.append(trace.pk)
+    if expired:
+        logger.info("sweep: expired %d traces never finalized", len(expired))
+    return expired
 
 
-def dead_letters_replay(*, ids: Iterable[int] | None = None) -> list[DeadLetter]:
-    """Re-run the traces of dead letters not yet replayed (all, or the given ids)."""
-    letters = DeadLetter.objects.filter(replayed_at__isnull=True).select_related("trace")
+@dataclass
+class ReplayResult:
+    replayed: list[DeadLetter] = field(default_factory=list)
+    quarantined: list[DeadLetter] = field(default_factory=list)
+
+
+def dead_letters_replay(*, ids: Iterable[int] | None = None, trace_id: str | None = None, stage: str | None = None,
+                        reason: str | None = None, since: datetime | None = None) -> ReplayResult:
+    """Re-run the traces of dead letters not yet replayed, narrowed by the filters; quarantined ones are skipped."""
+    letters = DeadLetter.objects.filter(replayed_at__isnull=True).select_related("trace", "trace__tenant")
     if ids is not None:
         letters = letters.filter(pk__in=list(ids))
-    replayed = []
+    if trace_id:
+        letters = letters.filter(trace__trace_id=trace_id)
+    if stage:
+        letters = letters.filter(stage=stage)
+    if reason:
+        letters = letters.filter(reason__icontains=reason)
+    if since is not None:
+        letters = letters.filter(created__gte=since)
+    result = ReplayResult()
     for letter in letters:
+        if letter.quarantined:
+            result.quarantined.append(letter)
+            continue
         with transaction.atomic():
             if DeadLetter.objects.filter(pk=letter.pk, replayed_at__isnull=True).update(replayed_at=timezone.now()):
                 trace_start_run(trace=letter.trace)
-                replayed.append(letter)
-    return replayed
+                result.replayed.append(letter)
+    return result

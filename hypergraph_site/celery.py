@@ -1,7 +1,8 @@
 """The Celery app and its queue routing.
 
 Two queues: `default` for CPU stages and `gpu` for SAE decode. A `-Q gpu --pool solo` worker takes only decode work
-(CUDA does not survive fork); a CPU-only deployment runs one worker on both queues.
+(CUDA does not survive fork); a CPU-only deployment runs one worker on both queues. There is no beat schedule: the
+sweeper that heals lost work runs inside every worker (`explainer.sweeper`).
 """
 import os
 
@@ -21,9 +22,7 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
-    beat_schedule={
-        "sweep-outbox": {"task": "explainer.tasks.sweep_outbox", "schedule": 10.0},
-        "reconcile": {"task": "explainer.tasks.reconcile_stuck", "schedule": 60.0},
-    },
+    # A worker keeps retrying the broker instead of exiting when Redis restarts.
+    broker_connection_max_retries=None,
 )
 app.autodiscover_tasks(["explainer"])

@@ -1,18 +1,35 @@
 """Settings, read once from the environment (https://django-environ.readthedocs.io/).
 
 Grouped by integration. Every value has a default that runs on a fresh machine (SQLite under var/,
-local file storage, Redis on localhost) so the README's run command needs no configuration.
+local file storage, Redis on localhost) so the README's run command needs no configuration. A `.env` file at the
+repository root (written by `scripts/setup.sh`) is read first; variables already in the environment win over it.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
+ENV_FILE = BASE_DIR / ".env"
 
-env = environ.Env()
+
+class _Env(environ.Env):
+    """django-environ, but a value that does not parse stops the process with one line naming it, not a traceback."""
+
+    def get_value(self, var, *args, **kwargs):
+        try:
+            return super().get_value(var, *args, **kwargs)
+        except (ValueError, TypeError) as exc:
+            raise SystemExit(f"hypergraph-sidecar: {var}={os.environ.get(var)!r} is not valid ({exc}); fix it in "
+                             f"the environment or in {ENV_FILE}") from None
+
+
+env = _Env()
+if ENV_FILE.is_file():
+    env.read_env(str(ENV_FILE))
 
 # --- Core -------------------------------------------------------------------------------------------
 DEV_MODE = env.bool("DEV_MODE", default=False)
@@ -21,7 +38,8 @@ SECRET_KEY = env.str("SECRET_KEY", default="") or (
     "dev-insecure-secret-key-DO-NOT-USE-IN-PRODUCTION" if DEV_MODE else ""
 )
 if not SECRET_KEY:
-    raise environ.ImproperlyConfigured("Set SECRET_KEY (or DEV_MODE=1 for a local, insecure default).")
+    raise SystemExit("hypergraph-sidecar: SECRET_KEY is not set. Run `bash scripts/setup.sh` (it writes one to .env), "
+                     "export SECRET_KEY=..., or set DEV_MODE=1 for a local, insecure default.")
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 
@@ -45,6 +63,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "hypergraph_site.errors.StripApiSlashMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -104,22 +123,47 @@ WHITENOISE_USE_FINDERS = DEV_MODE or DEBUG
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
-# A task not acknowledged within this many seconds is redelivered; countdowns stay below it.
-CELERY_VISIBILITY_TIMEOUT_S = env.int("CELERY_VISIBILITY_TIMEOUT_S", default=3600)
+# A message a killed worker took is redelivered after this many seconds. Kept short: stages hold leases in the
+# database, so a redelivered copy of a stage that is still running finds the lease held and does nothing.
+CELERY_VISIBILITY_TIMEOUT_S = env.int("CELERY_VISIBILITY_TIMEOUT_S", default=60)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_S,
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
 }
-# Traces in queued/running for longer than this are re-enqueued by `manage.py reconcile`.
-RECONCILE_DEADLINE_S = env.int("RECONCILE_DEADLINE_S", default=600)
-# Outbox rows older than this and never published are published by the sweeper.
-OUTBOX_SWEEP_AFTER_S = env.int("OUTBOX_SWEEP_AFTER_S", default=5)
-TASK_MAX_RETRIES = env.int("TASK_MAX_RETRIES", default=3)
 
-# --- Ingest -----------------------------------------------------------------------------------------
+# --- Reliability ------------------------------------------------------------------------------------
+# A stage's lease: renewed while it runs; a stage published but not claimed, or held by a worker that stopped
+# renewing, is re-published by the sweeper once this many seconds have passed.
+STAGE_LEASE_S = env.int("STAGE_LEASE_S", default=30)
+# How often the sweeper inside each worker looks for expired leases (one worker at a time, under a Redis lock).
+SWEEP_INTERVAL_S = env.int("SWEEP_INTERVAL_S", default=5)
+# A stage started this many times in one run without finishing fails the trace (input that kills its worker).
+STAGE_MAX_ATTEMPTS = env.int("STAGE_MAX_ATTEMPTS", default=3)
+# Transient errors (Redis, broker, database) are retried in the task for at least this long before dead-lettering.
+TASK_RETRY_WINDOW_S = env.int("TASK_RETRY_WINDOW_S", default=120)
+# A trace dead-lettered this many times is quarantined: replays skip it.
+DEAD_LETTER_MAX_REPLAYS = env.int("DEAD_LETTER_MAX_REPLAYS", default=3)
+# A trace not finalized within this many seconds of its last event expires (its capture shards are deleted).
+TRACE_OPEN_TTL_S = env.int("TRACE_OPEN_TTL_S", default=3600)
+# Seconds a client is asked to wait when a dependency (Redis, the database) is down.
+RETRY_AFTER_S = env.int("RETRY_AFTER_S", default=5)
+
+# --- API keys -------------------------------------------------------------------------------------
+# A verified key is remembered per process this long; revoking takes effect elsewhere within it.
+API_KEY_CACHE_S = env.float("API_KEY_CACHE_S", default=10.0)
+
+# --- Ingest: every size a client sends has a maximum -------------------------------------------------
 INGEST_MAX_BODY_BYTES = env.int("INGEST_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES + 1024 * 1024
+# Positions per trace: `token_offset` + rows of any activations event, tokens of a completion, the envelope's tokens.
+MAX_TRACE_TOKENS = env.int("MAX_TRACE_TOKENS", default=8192)
+# Distinct layers per trace, over all its activations events.
+MAX_LAYERS = env.int("MAX_LAYERS", default=8)
+# Width (d_model) of one activation row.
+MAX_ACTIVATION_WIDTH = env.int("MAX_ACTIVATION_WIDTH", default=16384)
+# Characters of a completion's text or prompt.
+MAX_TEXT_CHARS = env.int("MAX_TEXT_CHARS", default=256 * 1024)
 
 # --- SAE dictionaries -------------------------------------------------------------------------------
 DICT_ROOT = env.str("DICT_ROOT", default=str(VAR_DIR / "dicts"))

@@ -3,15 +3,20 @@ from django.urls import path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from explainer.apis import TraceDetailApi, TraceGraphApi
+from explainer.apis import DictionaryListApi, TraceDetailApi, TraceGraphApi, TraceListApi
 from explainer.health import HealthzApi, MetricsApi, ReadyzApi
 from ingest.apis import IngestApi
 
+from .errors import json_not_found, json_server_error
+
+# API routes are written without a trailing slash; `errors.StripApiSlashMiddleware` lets `POST /ingest/` reach them.
 urlpatterns = [
     path("", TemplateView.as_view(template_name="home.html"), name="home"),
     path("ingest", IngestApi.as_view(), name="ingest"),
+    path("v1/traces", TraceListApi.as_view(), name="trace-list"),
     path("v1/traces/<str:trace_id>", TraceDetailApi.as_view(), name="trace-detail"),
     path("v1/traces/<str:trace_id>/graph", TraceGraphApi.as_view(), name="trace-graph"),
+    path("v1/dictionaries", DictionaryListApi.as_view(), name="dictionary-list"),
     path("healthz", HealthzApi.as_view(), name="healthz"),
     path("readyz", ReadyzApi.as_view(), name="readyz"),
     path("metrics", MetricsApi.as_view(), name="metrics"),
@@ -21,3 +26,6 @@ urlpatterns = [
                                                      permission_classes=[]), name="api-docs"),
     path("admin/", admin.site.urls),
 ]
+
+handler404 = json_not_found
+handler500 = json_server_error

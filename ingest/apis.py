@@ -15,10 +15,8 @@ from explainer.models import Scope
 
 from .auth import HasScope
 from .errors import error_response
-from .services import BrokerUnavailable, TraceFinished, event_accept
+from .services import BrokerUnavailable, TraceConflict, TraceFinished, event_accept
 from .validation import EventInvalid, parse_body, validate_event
-
-RETRY_AFTER_S = "5"
 
 ErrorSerializer = inline_serializer(
     "Errors",
@@ -51,12 +49,15 @@ class IngestApi(APIView):
         request=OpenApiTypes.OBJECT,
         responses={
             202: AcceptedSerializer,
-            400: OpenApiResponse(ErrorSerializer, description="Not JSON, schema violation, bad array"),
+            400: OpenApiResponse(ErrorSerializer, description="Not JSON, schema violation, bad array, a size over "
+                                                               "its limit, a layer or width the dictionary lacks"),
             401: OpenApiResponse(ErrorSerializer, description="No or unknown API key"),
             403: OpenApiResponse(ErrorSerializer, description="Key lacks traces:write"),
-            409: OpenApiResponse(ErrorSerializer, description="Trace already finalized"),
+            409: OpenApiResponse(ErrorSerializer, description="Trace already finalized or expired, or a second, "
+                                                               "different completion"),
             413: OpenApiResponse(ErrorSerializer, description="Body over INGEST_MAX_BODY_BYTES"),
-            503: OpenApiResponse(ErrorSerializer, description="Redis unreachable; retry after Retry-After"),
+            503: OpenApiResponse(ErrorSerializer, description="Redis or the database unreachable; nothing was "
+                                                               "stored, retry after Retry-After"),
         },
         examples=[OpenApiExample("finalize", value={"trace_id": "t-1", "event_type": "finalize", "payload": {}})],
     )
@@ -74,11 +75,15 @@ class IngestApi(APIView):
             return Response({"errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
         try:
             result = event_accept(tenant=request.user.tenant, event=event)
+        except EventInvalid as exc:
+            return Response({"errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
         except BrokerUnavailable:
             return error_response(503, "the queue (Redis) is unreachable; nothing was stored, retry later",
-                                  headers={"Retry-After": RETRY_AFTER_S})
+                                  headers={"Retry-After": str(settings.RETRY_AFTER_S)})
         except TraceFinished as exc:
             return error_response(409, str(exc), path="trace_id")
+        except TraceConflict as exc:
+            return error_response(409, str(exc), path="payload")
         trace = result.trace
         return Response(
             {

@@ -1,4 +1,10 @@
-"""Accepting events: the database commit is the acknowledgement; the chain is published only after it."""
+"""Accepting events: the database commit is the acknowledgement; the run is published only after it.
+
+Accepting takes one transaction: the trace row is locked (or created), the event is stored unless it was stored
+before, and the trace's running summary (token count, layers, extent of the activation rows) is updated. That summary
+lets every check that spans events — rows beyond the completion's tokens, too many layers — be made here, at accept
+time, as a 400, without reading earlier events back.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -9,11 +15,15 @@ from functools import cache
 import redis
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
-from explainer.models import Trace, TraceEvent
+from explainer.models import Trace, TraceEvent, TraceStatus
+from explainer.selectors import dictionary_catalog
 from explainer.services import trace_start_run
+from explainer.text import tokenize
 
-from .validation import IngestEvent
+from .validation import EventInvalid, IngestEvent
 
 
 class BrokerUnavailable(Exception):
@@ -21,7 +31,11 @@ class BrokerUnavailable(Exception):
 
 
 class TraceFinished(Exception):
-    """The trace no longer accepts events (it was finalized)."""
+    """The trace no longer accepts events (it was finalized, or expired)."""
+
+
+class TraceConflict(Exception):
+    """The event contradicts one the trace already has (a second, different completion)."""
 
 
 @dataclass(frozen=True)
@@ -52,10 +66,12 @@ def event_hash(event: IngestEvent) -> str:
 
 
 def event_accept(*, tenant, event: IngestEvent) -> AcceptResult:
-    """Store the event and, if it finalizes the trace, start a chain run — all in one transaction.
+    """Store the event and, if it finalizes the trace, start a run — all in one transaction.
 
-    Idempotent: an identical event re-sent is acknowledged again without new rows or work.
+    Idempotent: an identical event re-sent is acknowledged again without new rows or work. Raises `EventInvalid`
+    for an event that contradicts the trace's earlier events or the configured dictionary.
     """
+    _check_dictionary(event)
     broker_check()
     digest = event_hash(event)
     try:
@@ -67,32 +83,97 @@ def event_accept(*, tenant, event: IngestEvent) -> AcceptResult:
 
 def _accept(tenant, event: IngestEvent, digest: str) -> AcceptResult:
     with transaction.atomic():
-        trace, _ = Trace.objects.get_or_create(tenant=tenant, trace_id=event.trace_id)
-        trace = Trace.objects.select_for_update().get(pk=trace.pk)
-        if TraceEvent.objects.filter(trace=trace, event_hash=digest).exists():
+        duplicate = Exists(TraceEvent.objects.filter(trace=OuterRef("pk"), event_hash=digest))
+        trace = (Trace.objects.select_for_update(of=("self",)).filter(tenant=tenant, trace_id=event.trace_id)
+                 .annotate(duplicate=duplicate).first())
+        if trace is not None and trace.duplicate:
             return AcceptResult(trace=trace, duplicate=True)
-        if trace.finalized_at is not None:
+        if trace is not None and trace.finalized_at is not None:
             raise TraceFinished(f"trace '{trace.trace_id}' is {trace.status} and accepts no more events")
+        if trace is not None and trace.status == TraceStatus.EXPIRED:
+            raise TraceFinished(f"trace '{trace.trace_id}' expired: it was not finalized within TRACE_OPEN_TTL_S "
+                                f"({settings.TRACE_OPEN_TTL_S} s); send its events under a new trace id")
+        summary = _summary(trace, event)
+        if trace is None:
+            trace = Trace.objects.create(tenant=tenant, trace_id=event.trace_id, **summary)
+        else:  # also when nothing else changes: `updated` dates the last event, for TRACE_OPEN_TTL_S
+            Trace.objects.filter(pk=trace.pk).update(**summary, updated=timezone.now())
         TraceEvent.objects.create(
             trace=trace, event_type=event.event_type, event_hash=digest,
             granularity=event.granularity or "", payload=event.payload,
         )
-        _apply(trace, event)
         if event.finalizes:
             trace_start_run(trace=trace)
             trace.refresh_from_db()
     return AcceptResult(trace=trace, duplicate=False)
 
 
-def _apply(trace: Trace, event: IngestEvent) -> None:
-    """Copy the descriptive fields an event carries onto the trace."""
-    fields = []
+def _summary(trace: Trace | None, event: IngestEvent) -> dict:
+    """The trace fields this event changes, after checking it against what the trace received before."""
+    token_count = trace.token_count if trace else None
+    layers = list(trace.layers) if trace else []
+    extent = trace.rows_extent if trace else 0
+    changes: dict = {}
     if event.granularity:
-        trace.granularity = event.granularity
-        fields.append("granularity")
+        changes["granularity"] = event.granularity
     if event.event_type == "completion":
-        trace.model_name = event.payload["model"]
-        trace.model_hash = event.payload.get("model_hash", "")
-        fields += ["model_name", "model_hash"]
-    if fields:
-        trace.save(update_fields=[*fields, "updated"])
+        if token_count is not None:
+            raise TraceConflict(f"trace '{trace.trace_id}' already has a different completion event; a trace "
+                                f"explains one response, so send this one under a new trace id")
+        payload = event.payload
+        tokens = payload.get("tokens")
+        count = len(tokens) if tokens is not None else len(tokenize(payload["text"]))
+        if count > settings.MAX_TRACE_TOKENS:
+            raise EventInvalid([{"path": "payload.text", "message": (
+                f"the completion has {count} tokens, more than MAX_TRACE_TOKENS ({settings.MAX_TRACE_TOKENS})")}])
+        if extent > count:
+            raise EventInvalid([{"path": "payload.tokens", "message": (
+                f"activations already received cover {extent} positions, more than this completion's {count} "
+                f"tokens")}])
+        changes.update(model_name=payload["model"], model_hash=payload.get("model_hash", ""), token_count=count)
+    elif event.event_type == "activations":
+        path, event_extent = _extent(event.payload)
+        if token_count is not None and event_extent > token_count:
+            raise EventInvalid([{"path": path, "message": (
+                f"activation rows reach position {event_extent - 1}, beyond the completion's {token_count} tokens")}])
+        new_layers = sorted(set(layers) | set(_layers(event.payload)))
+        if len(new_layers) > settings.MAX_LAYERS:
+            raise EventInvalid([{"path": "payload.layer", "message": (
+                f"the trace would have {len(new_layers)} layers, more than MAX_LAYERS ({settings.MAX_LAYERS})")}])
+        if new_layers != layers:
+            changes["layers"] = new_layers
+        if event_extent > extent:
+            changes["rows_extent"] = event_extent
+    return changes
+
+
+def _layers(payload: dict) -> list[int]:
+    return [payload["layer"]] if "data" in payload else list(payload.get("layers", []))
+
+
+def _extent(payload: dict) -> tuple[str, int]:
+    """(path, one past the last position) that an activations payload covers."""
+    offset = payload.get("token_offset", 0)
+    if "data" in payload:
+        return "payload.shape[0]", offset + payload["shape"][0]
+    return "payload.tokens", offset + int(payload.get("tokens") or 0)
+
+
+def _check_dictionary(event: IngestEvent) -> None:
+    """Refuse layers and widths the configured dictionary cannot decode (skipped when no dictionary is installed)."""
+    if event.event_type != "activations":
+        return
+    catalog = dictionary_catalog()
+    if not catalog.widths:
+        return
+    payload = event.payload
+    inline = "data" in payload
+    for layer in _layers(payload):
+        if layer not in catalog.widths:
+            raise EventInvalid([{"path": "payload.layer" if inline else "payload.layers", "message": (
+                f"layer {layer} is not in dictionary '{catalog.name}' (it has layers {sorted(catalog.widths)})")}])
+        width = payload["shape"][1] if inline else int(payload.get("d_model") or 0)
+        if width and width != catalog.widths[layer]:
+            raise EventInvalid([{"path": "payload.shape[1]" if inline else "payload.d_model", "message": (
+                f"rows of width {width} do not fit dictionary '{catalog.name}' layer {layer}, which takes width "
+                f"{catalog.widths[layer]}")}])

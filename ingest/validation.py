@@ -1,4 +1,9 @@
-"""Compiled validators for `/ingest` bodies, returning `{"path", "message"}` errors a client can act on."""
+"""Compiled validators for `/ingest` bodies, returning `{"path", "message"}` errors a client can act on.
+
+Every size in the schema has a maximum. The ones an operator may raise come from settings (`MAX_TRACE_TOKENS`,
+`MAX_LAYERS`, `MAX_ACTIVATION_WIDTH`, `MAX_TEXT_CHARS`) and are written into the schema when it is compiled, so the
+error names the limit and the setting that holds it.
+"""
 from __future__ import annotations
 
 import json
@@ -7,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -35,9 +41,43 @@ class EventInvalid(Exception):
         self.errors = errors
 
 
+@dataclass(frozen=True)
+class Limits:
+    max_trace_tokens: int
+    max_layers: int
+    max_activation_width: int
+    max_text_chars: int
+
+    @classmethod
+    def from_settings(cls) -> "Limits":
+        return cls(settings.MAX_TRACE_TOKENS, settings.MAX_LAYERS, settings.MAX_ACTIVATION_WIDTH,
+                   settings.MAX_TEXT_CHARS)
+
+
+# Where each configurable limit goes in the schema: (path of keys, setting, value from the limits).
+_LIMITS = (
+    (("completion", "prompt", "maxLength"), "MAX_TEXT_CHARS", lambda m: m.max_text_chars),
+    (("completion", "text", "maxLength"), "MAX_TEXT_CHARS", lambda m: m.max_text_chars),
+    (("completion", "tokens", "maxItems"), "MAX_TRACE_TOKENS", lambda m: m.max_trace_tokens + 1),
+    (("completion", "token_ids", "maxItems"), "MAX_TRACE_TOKENS", lambda m: m.max_trace_tokens + 1),
+    (("activations", "layers", "maxItems"), "MAX_LAYERS", lambda m: m.max_layers),
+    (("activations", "token_offset", "maximum"), "MAX_TRACE_TOKENS", lambda m: m.max_trace_tokens - 1),
+    (("activations", "shape", "prefixItems", 0, "maximum"), "MAX_TRACE_TOKENS", lambda m: m.max_trace_tokens),
+    (("activations", "shape", "prefixItems", 1, "maximum"), "MAX_ACTIVATION_WIDTH",
+     lambda m: m.max_activation_width),
+    (("activations", "tokens", "maximum"), "MAX_TRACE_TOKENS", lambda m: m.max_trace_tokens),
+    (("activations", "d_model", "maximum"), "MAX_ACTIVATION_WIDTH", lambda m: m.max_activation_width),
+)
+
+
 @cache
-def _validator() -> Draft202012Validator:
+def _validator(limits: Limits) -> Draft202012Validator:
     schema = json.loads(SCHEMA_PATH.read_text())
+    for (definition, *keys), _, value in _LIMITS:
+        node = schema["$defs"][definition]["properties"]
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = value(limits)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
 
@@ -52,6 +92,11 @@ def _path(error: ValidationError) -> str:
 def _message(error: ValidationError) -> str:
     if error.validator == "oneOf" and list(error.absolute_path) == ["payload"]:
         return "activations payload needs either inline data (layer, encoding, shape, data) or shards, not both"
+    if error.validator in ("maximum", "maxItems", "maxLength"):
+        schema_path = [k for k in error.relative_schema_path if k not in ("properties", "items")]
+        for (_, *keys), setting, _ in _LIMITS:
+            if schema_path[-len(keys):] == keys:
+                return f"{error.message} (the limit is set by {setting})"
     return error.message
 
 
@@ -69,21 +114,36 @@ def parse_body(body: bytes) -> Any:
 
 def validate_event(document: Any) -> IngestEvent:
     """Check an event against the schema, then decode inline arrays; raise `EventInvalid` with every error found."""
+    limits = Limits.from_settings()
     errors = [
         {"path": _path(e), "message": _message(e)}
-        for e in sorted(_validator().iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+        for e in sorted(_validator(limits).iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
     ]
     if errors:
         raise EventInvalid(errors)
     payload = document["payload"]
-    if document["event_type"] == "activations" and "data" in payload:
-        try:
-            decode_inline_activations(payload)
-        except ActivationDataError as exc:
-            raise EventInvalid([{"path": exc.path, "message": exc.message}]) from None
+    if document["event_type"] == "completion" and not payload["text"] and not payload.get("tokens"):
+        raise EventInvalid([{"path": "payload.text", "message": "the completion is empty: send its text (or tokens)"}])
+    if document["event_type"] == "activations":
+        _check_extent(payload, limits)
+        if "data" in payload:
+            try:
+                decode_inline_activations(payload)
+            except ActivationDataError as exc:
+                raise EventInvalid([{"path": exc.path, "message": exc.message}]) from None
     return IngestEvent(
         trace_id=document["trace_id"],
         event_type=document["event_type"],
         payload=payload,
         granularity=document.get("granularity"),
     )
+
+
+def _check_extent(payload: dict[str, Any], limits: Limits) -> None:
+    """`token_offset` plus the rows sent must stay within one trace's positions."""
+    rows = payload["shape"][0] if "data" in payload else payload.get("tokens", 0)
+    offset = payload.get("token_offset", 0)
+    if offset + rows > limits.max_trace_tokens:
+        raise EventInvalid([{"path": "payload.token_offset", "message": (
+            f"token_offset {offset} + {rows} rows exceeds the {limits.max_trace_tokens} positions a trace may have "
+            f"(the limit is set by MAX_TRACE_TOKENS)")}])

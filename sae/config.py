@@ -49,6 +49,15 @@ def dictionary_layer_folder(dict_root: Path | str, name: str, layer: int) -> Pat
     return Path(dict_root) / name / f"layer_{int(layer)}"
 
 
+def dictionary_layers(dict_root: Path | str, name: str) -> list[int]:
+    """The layers that have a folder in the dictionary set `<dict_root>/<name>`, ascending (none if it is missing)."""
+    folder = Path(dict_root) / name
+    if not folder.is_dir():
+        return []
+    suffixes = (p.name.removeprefix("layer_") for p in folder.glob("layer_*") if p.is_dir())
+    return sorted(int(s) for s in suffixes if s.isdigit())
+
+
 @dataclass(frozen=True)
 class SAEConfig:
     """Where dictionaries live and how decoding is batched.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from django.test import override_settings
 
-from explainer.models import Outbox, Trace, TraceEvent
+from explainer.models import Trace, TraceEvent
 from tests.local_servers import private_redis
 
 pytestmark = pytest.mark.django_db
@@ -99,7 +99,8 @@ def test_schema_violations_are_400_with_path(writer, body, path):
     ({"data": _f16(np.ones(7))}, "do not match shape"),
     ({"data": "!!!not base64!!!"}, "invalid base64"),
     ({"data": _f16([[np.nan, 1, 1, 1], [1, 1, 1, 1]])}, "NaN or Inf"),
-    ({"data": _f16([[np.inf, 1, 1, 1], [1, 1, 1, 1]])}, "NaN or Inf"),
+    ({"data": _f16([[np.inf, 1, 1, 1], [1, 1, 1, 1]])}, "NaN or Inf (first at [0, 0])"),
+    ({"encoding": "json", "data": [[1e39, 1, 1, 1], [1, 1, 1, 1]]}, "value 1e+39 at [0, 0] is out of float32 range"),
     ({"encoding": "json", "data": [[1, 2, 3, 4], [1, 2, 3]]}, "rectangular"),
     ({"encoding": "json", "data": [["a", "b", "c", "d"], ["a", "b", "c", "d"]]}, "numbers only"),
     ({"encoding": "json", "data": [[True, False, True, False], [True, False, True, False]]}, "numbers only"),
@@ -146,9 +147,23 @@ def test_identical_event_resent_is_acknowledged_without_duplicate_work(writer, d
         second = post(writer, finalize())
     assert first.status_code == second.status_code == 202
     assert TraceEvent.objects.filter(event_type="finalize").count() == 1
-    assert Outbox.objects.count() == 1
-    assert Outbox.objects.get().published_at is not None
-    assert redis_flush.llen("default") == 1  # one chain message on the broker
+    assert Trace.objects.get().stage == "load"
+    assert redis_flush.llen("default") == 1  # one stage message on the broker
+
+
+def test_different_events_of_one_type_are_all_stored(writer, alice, client_for):
+    """Two `activations` events on one trace (layers 3 and 5) are two events, not one and a duplicate."""
+    layer_3 = activations(layer=3, data=_f16(np.full((2, 4), 0.5)))
+    layer_5 = activations(layer=5, data=_f16(np.full((2, 4), -1.5)))
+    for body in (completion(tokens=["a"] * 6), layer_3, layer_5, layer_3):  # the last is a true re-send of layer 3
+        assert post(writer, body).status_code == 202
+    stored = TraceEvent.objects.filter(trace__trace_id="t-1", event_type="activations")
+    assert sorted(event.payload["layer"] for event in stored) == [3, 5]
+    assert client_for(alice[1]).get("/v1/traces/t-1").json()["counts"]["events"] == 3
+
+    # Same layer, different rows (a second chunk at another token offset) is new data too.
+    assert post(writer, activations(layer=3, token_offset=2, data=_f16(np.full((2, 4), 0.5)))).status_code == 202
+    assert client_for(alice[1]).get("/v1/traces/t-1").json()["counts"]["events"] == 4
 
 
 def test_new_event_for_a_finalized_trace_is_409(writer):
@@ -162,8 +177,8 @@ def test_new_event_for_a_finalized_trace_is_409(writer):
 def test_completion_with_final_true_finalizes(writer):
     response = post(writer, completion(final=True))
     assert response.status_code == 202
-    assert Trace.objects.get().finalized_at is not None
-    assert Outbox.objects.count() == 1
+    trace = Trace.objects.get()
+    assert trace.finalized_at is not None and trace.run_id is not None and trace.stage == "load"
 
 
 def test_missing_key_is_401_with_challenge(client_for):
@@ -177,6 +192,27 @@ def test_unknown_or_revoked_key_is_401(alice, client_for):
     tenant, key = alice
     tenant.api_keys.update(revoked=True)
     assert post(client_for(key), finalize()).status_code == 401
+
+
+def test_a_revoked_key_stops_working_at_once_here_and_within_the_cache_time_elsewhere(alice, client_for, settings):
+    import time
+
+    tenant, key = alice
+    client = client_for(key)
+    assert post(client, completion("a")).status_code == 202  # verified and cached
+    api_key = tenant.api_keys.get()
+    api_key.revoked = True
+    api_key.save()  # revoked in this process: the cache is dropped
+    assert post(client, completion("b")).status_code == 401
+
+    api_key.revoked = False
+    api_key.save()
+    settings.API_KEY_CACHE_S = 0.3
+    assert post(client, completion("c")).status_code == 202
+    tenant.api_keys.update(revoked=True)  # as another process would revoke it: no signal here
+    assert post(client, completion("d")).status_code == 202
+    time.sleep(0.35)
+    assert post(client, completion("e")).status_code == 401
 
 
 def test_key_without_write_scope_is_403(charlie, client_for):
@@ -196,12 +232,34 @@ def test_redis_stopped_is_503_with_retry_after_and_no_rows(alice, client_for):
         try:
             assert post(writer, completion("up")).status_code == 202
             server.stop()
-            before = (Trace.objects.count(), TraceEvent.objects.count(), Outbox.objects.count())
+            before = (Trace.objects.count(), TraceEvent.objects.count())
             response = post(writer, completion("down", final=True))
-            after = (Trace.objects.count(), TraceEvent.objects.count(), Outbox.objects.count())
+            after = (Trace.objects.count(), TraceEvent.objects.count())
         finally:
             services._redis.cache_clear()
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
     assert before == after
     assert not Trace.objects.filter(trace_id="down").exists()
+
+
+def test_a_trailing_slash_reaches_the_same_endpoint(writer):
+    response = writer.post("/ingest/", data=json.dumps(completion()), content_type="application/json")
+    assert response.status_code == 202
+    assert writer.get("/v1/traces/t-1/").json()["status"] == "open"
+
+
+def test_a_second_different_completion_is_409_naming_the_conflict(writer):
+    assert post(writer, completion()).status_code == 202
+    assert post(writer, completion()).status_code == 202  # the same one again is only acknowledged
+    response = post(writer, completion(text="Something else."))
+    assert response.status_code == 409
+    [error] = response.json()["errors"]
+    assert error["path"] == "payload" and "already has a different completion" in error["message"]
+
+
+def test_events_for_an_expired_trace_are_409(writer):
+    post(writer, completion())
+    Trace.objects.filter(trace_id="t-1").update(status="expired")
+    response = post(writer, activations())
+    assert response.status_code == 409 and "TRACE_OPEN_TTL_S" in response.json()["errors"][0]["message"]

@@ -17,7 +17,7 @@ from explainer.samples import LAYER, NAMESPACES, make_dictionary
 from sae.config import dictionary_layer_folder
 from sae.labeling import CONTEXTS_FILE
 from sae.labels import save_labels
-from tests.e2e.conftest import celery_worker_process, http  # noqa: F401 - the end-to-end fixtures, reused
+from tests.e2e.conftest import celery_worker_process, http, web_dictionaries  # noqa: F401 - the end-to-end fixtures
 
 UNGROUPED_TOPIC = "Music"
 

@@ -61,9 +61,8 @@ def a_threshold_between(weights: list[float]) -> float:
     pytest.skip("all incidences have the same weight; no slider position splits them")
 
 
-def test_graph_view_in_chromium(page, http, live_server, settings, e2e_dirs, django_user_model):
-    settings.DICT_ROOT = str(e2e_dirs["dict_root"])  # the live server reads labels and contexts from there
-    document = explain(http)
+def test_graph_view_in_chromium(page, http, live_server, django_user_model):
+    document = explain(http)  # `http` points the live server at the worker's dictionary: labels and contexts
     nodes = {n["id"]: n for n in document["nodes"]}
     incidences = document["incidences"]
     log_in(page, live_server.url, django_user_model)

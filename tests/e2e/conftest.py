@@ -50,10 +50,10 @@ def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs):
         "DICT_NAME": "sample",
         "ARTIFACT_ROOT": str(e2e_dirs["artifacts"]),
         "DEV_MODE": "1",
-        "TASK_MAX_RETRIES": "1",
+        "TASK_RETRY_WINDOW_S": "5",
         "PYTHONUNBUFFERED": "1",
     }
-    worker = processes.start_worker(e2e_dirs["log"], env=env, beat=False, concurrency=2)
+    worker = processes.start_worker(e2e_dirs["log"], env=env, concurrency=2)
     deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
     while b" ready." not in (e2e_dirs["log"].read_bytes() if e2e_dirs["log"].exists() else b""):
         if worker.poll() is not None or time.monotonic() > deadline:
@@ -87,7 +87,18 @@ class Http:
 
 
 @pytest.fixture
-def http(live_server, celery_worker_process, transactional_db, make_tenant) -> Http:
+def web_dictionaries(settings, e2e_dirs, monkeypatch):
+    """The live server (this process) sees the worker's dictionaries, so accept-time checks run as deployed."""
+    from explainer import selectors
+
+    settings.DICT_ROOT = str(e2e_dirs["dict_root"])
+    settings.DICT_NAME = "sample"
+    monkeypatch.setattr(selectors, "_catalog", None)
+    return settings
+
+
+@pytest.fixture
+def http(live_server, celery_worker_process, transactional_db, make_tenant, web_dictionaries) -> Http:
     _, key = make_tenant("alice")
     return Http(live_server.url, key)
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 import hif
-from explainer.models import Outbox, Trace
+from explainer.models import Explanation, Trace
 from explainer.samples import LAYER, make_dictionary, sample_events
+from ingest.client import IngestError
+from tests.e2e.graphs import graph_features
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,17 +26,6 @@ def _acts_of(event: dict) -> np.ndarray:
         return np.asarray(payload["data"], dtype=np.float32)
     raw = base64.b64decode(payload["data"])
     return np.frombuffer(raw, dtype="<f2").reshape(payload["shape"]).astype(np.float32)
-
-
-def _graph_features(doc: dict) -> set[str]:
-    """Feature ids in the graph: feature nodes plus the members that supernodes stand for."""
-    ids = set()
-    for node in doc["nodes"]:
-        if node["type"] == "sae_feature":
-            ids.add(node["id"])
-        elif node["type"] == "circuit_supernode":
-            ids.update(node["attributes"]["members"])
-    return ids
 
 
 @pytest.mark.parametrize("trace_id", ["sample-biology", "sample-finance", "sample-code"])
@@ -58,7 +49,7 @@ def test_sample_trace_is_explained_end_to_end(http, trace_id):
     dense = np.maximum((x - dictionary.b_dec) @ dictionary.W_enc + dictionary.b_enc, 0)
     strongest = np.argsort(-dense.max(axis=0))[:5]
     expected = {f"feat_{LAYER}_{i}" for i in strongest.tolist()}
-    assert expected <= _graph_features(doc)
+    assert expected <= graph_features(doc)
     assert all(inc["metadata"]["type"] == "causal_circuit" for inc in doc["incidences"])
     expected_method = {"sentence": "acdc", "token": "shapley"}[events[0]["granularity"]]
     assert {inc["metadata"]["method"] for inc in doc["incidences"]} == {expected_method}
@@ -77,47 +68,63 @@ def test_duplicate_finalize_creates_no_duplicate_work(http):
     events = _events_of("sample-code")
     for event in events + [events[-1]]:
         assert http.post(event)[0] == 202
-    assert http.wait_terminal("sample-code")["status"] == "complete"
-    assert Outbox.objects.filter(trace__trace_id="sample-code").count() == 1
+    summary = http.wait_terminal("sample-code")
+    assert summary["status"] == "complete" and summary["counts"]["events"] == len(events)
+    assert Explanation.objects.filter(trace__trace_id="sample-code").count() == 1
 
 
-def test_dictionary_mismatch_fails_the_trace_and_the_worker_keeps_serving(http):
-    rng = np.random.default_rng(1)
-    bad = rng.standard_normal((4, 256)).astype("<f2")
-    http.post({"trace_id": "bad-width", "event_type": "completion",
-               "payload": {"model": "m", "text": "One two three four."}})
-    http.post({"trace_id": "bad-width", "event_type": "activations",
-               "payload": {"layer": LAYER, "encoding": "f16-base64", "shape": [4, 256],
-                           "data": base64.b64encode(bad.tobytes()).decode()}})
-    http.post({"trace_id": "bad-width", "event_type": "finalize", "payload": {}})
-    failed = http.wait_terminal("bad-width")
+def test_a_width_the_dictionary_lacks_is_refused_at_accept_time(http):
+    bad = np.zeros((4, 256), dtype="<f2")
+    with pytest.raises(IngestError) as refused:
+        http.post({"trace_id": "bad-width", "event_type": "activations",
+                   "payload": {"layer": LAYER, "encoding": "f16-base64", "shape": [4, 256],
+                               "data": base64.b64encode(bad.tobytes()).decode()}})
+    [error] = refused.value.body["errors"]
+    assert refused.value.status == 400 and error["path"] == "payload.shape[1]"
+    assert "384" in error["message"] and "256" in error["message"]
+
+
+def test_rows_that_do_not_match_the_tokens_fail_the_trace_and_the_worker_keeps_serving(http):
+    events = _events_of("sample-finance")
+    acts = _acts_of(events[1])[:5]
+    short = {**events[1]["payload"], "encoding": "f16-base64", "shape": list(acts.shape),
+             "data": base64.b64encode(acts.astype("<f2").tobytes()).decode()}
+    for event in (events[0], {**events[1], "trace_id": "short", "payload": short}, events[2]):
+        assert http.post({**event, "trace_id": "short"})[0] == 202
+    failed = http.wait_terminal("short")
     assert failed["status"] == "failed"
-    assert "384" in failed["error"] and "256" in failed["error"], failed["error"]
+    tokens = len(events[0]["payload"]["tokens"])
+    assert f"activations cover 5 positions but the completion has {tokens} tokens" in failed["error"]
 
-    for event in _events_of("sample-finance"):
+    for event in events:
         http.post(event)
     assert http.wait_terminal("sample-finance")["status"] == "complete"
 
 
-def test_missing_dictionary_is_dead_lettered_and_replayable(http, e2e_dirs):
+def test_missing_dictionary_is_dead_lettered_and_replayable(http, e2e_dirs, settings, tmp_path, monkeypatch):
+    """A web host without dictionaries accepts any layer; the worker fails the trace without showing its paths."""
     from django.core.management import call_command
 
+    from explainer import selectors
     from explainer.models import DeadLetter
     from explainer.samples import write_dictionary
 
+    settings.DICT_ROOT = str(tmp_path / "no-dictionaries")
+    monkeypatch.setattr(selectors, "_catalog", None)
     events = _events_of("sample-biology")
     events[1]["payload"]["layer"] = 9
     for event in events:
-        http.post(event)
+        assert http.post(event)[0] == 202
     failed = http.wait_terminal("sample-biology")
     assert failed["status"] == "failed"
-    assert "layer_9" in failed["error"], failed["error"]
+    assert failed["error"].startswith("layer 9 is not in dictionary 'sample' (it has layers [")
+    assert "/" not in failed["error"]
     assert DeadLetter.objects.filter(trace__trace_id="sample-biology", replayed_at__isnull=True).count() == 1
 
     layer_9 = e2e_dirs["dict_root"] / "sample" / "layer_9"
     write_dictionary(e2e_dirs["dict_root"], name="staging").rename(layer_9)
     try:
-        call_command("replay", dead_letters=True)
+        call_command("replay", dead_letters=True, trace="sample-biology")
         assert http.wait_terminal("sample-biology")["status"] == "complete"
     finally:
         shutil.rmtree(layer_9)

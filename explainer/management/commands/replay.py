@@ -1,6 +1,9 @@
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime, parse_duration
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -21,17 +24,31 @@ class Command(BaseCommand):
         parser.add_argument("--api-key", help="API key for --url")
         parser.add_argument("--wait", action="store_true", help="wait for terminal states and print a summary")
         parser.add_argument("--timeout", type=float, default=300.0)
-        parser.add_argument("--dead-letters", action="store_true", help="re-run traces in the dead-letter table")
+        parser.add_argument("--dead-letters", action="store_true",
+                            help="re-run traces in the dead-letter table (quarantined ones are skipped)")
+        parser.add_argument("--trace", help="with --dead-letters: only this trace id")
+        parser.add_argument("--stage", help="with --dead-letters: only letters of this stage")
+        parser.add_argument("--reason", help="with --dead-letters: only letters whose reason contains this text")
+        parser.add_argument("--since", type=_since,
+                            help="with --dead-letters: only letters since this ISO time or duration ago (e.g. 2h, "
+                                 "30m, 2026-11-28T08:00)")
 
-    def handle(self, *args, files, tenant, url, api_key, wait, timeout, dead_letters, **options):
+    def handle(self, *args, files, tenant, url, api_key, wait, timeout, dead_letters, trace, stage, reason, since,
+               **options):
         console = Console(stderr=True)
         if dead_letters:
-            replayed = dead_letters_replay()
-            self.stdout.write(f"re-running {len(replayed)} dead-lettered traces")
-            for letter in replayed:
-                self.stdout.write(f"  {letter.trace.tenant.slug}/{letter.trace.trace_id} (failed at "
-                                  f"{letter.stage or '?'}: {letter.reason[:120]})")
+            result = dead_letters_replay(trace_id=trace, stage=stage, reason=reason, since=since)
+            self.stdout.write(f"re-running {len(result.replayed)} dead-lettered traces")
+            for letter in result.replayed:
+                self.stdout.write(f"  {_name(letter)} (failed at {letter.stage or '?'}: {letter.reason[:120]})")
+            if result.quarantined:
+                self.stdout.write(f"skipped {len(result.quarantined)} quarantined traces (failed "
+                                  f"DEAD_LETTER_MAX_REPLAYS times); re-run one from the admin after fixing it")
+                for letter in result.quarantined:
+                    self.stdout.write(f"  {_name(letter)} (failed at {letter.stage or '?'}: {letter.reason[:120]})")
             return
+        if trace or stage or reason or since:
+            raise CommandError("--trace, --stage, --reason and --since filter --dead-letters")
         if not files:
             raise CommandError("give one or more JSONL files, or --dead-letters")
         if url and not api_key:
@@ -64,3 +81,21 @@ class Command(BaseCommand):
         Console().print(table)
         if any(o.status != "complete" for o in outcomes):
             raise CommandError("not every trace completed")
+
+
+def _name(letter) -> str:
+    return f"{letter.trace.tenant.slug}/{letter.trace.trace_id}"
+
+
+def _since(value: str) -> datetime:
+    """An ISO 8601 time, or a duration ago: `90s`, `30m`, `2h`, `7d` (or Django's `HH:MM:SS`)."""
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    if value[-1:] in units and value[:-1].isdigit():
+        return timezone.now() - timedelta(**{units[value[-1]]: int(value[:-1])})
+    moment = parse_datetime(value)
+    if moment is not None:
+        return moment if timezone.is_aware(moment) else timezone.make_aware(moment)
+    duration = parse_duration(value)
+    if duration is not None:
+        return timezone.now() - duration
+    raise ValueError(f"not an ISO time or a duration: {value!r}")

@@ -1,0 +1,145 @@
+"""How one stage runs inside a worker: claim its lease, keep it while working, ride out outages, hand over.
+
+Outages of Redis, the broker or the database are retried here, in the task, with capped exponential backoff for at
+least `TASK_RETRY_WINDOW_S`: the retries need neither the broker nor the database, which may be what is down. Input
+problems fail the trace at once. Whatever happens, the lease in the trace row is the safety net: if this process
+dies, or cannot record an outcome, the lease expires and the sweeper publishes the stage again.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from typing import Callable, TypeVar
+
+import kombu.exceptions
+import redis
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
+
+import sae
+
+from . import services
+from .artifacts import ArtifactMissing
+from .models import Stage, Trace
+from .pipeline import PipelineError, public_message
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Input problems no retry can fix: the trace fails at once with the message.
+PERMANENT_ERRORS = (PipelineError, sae.DictionaryError, ArtifactMissing)
+# Outages a later attempt may not meet: retried with backoff for the retry window.
+TRANSIENT_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError, OperationalError, InterfaceError,
+                    ConnectionError, TimeoutError)
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 10.0
+
+
+def retry_transient(fn: Callable[[], T], *, what: str, window_s: float | None = None) -> T:
+    """Call `fn` until it succeeds, retrying transient errors for `window_s`; then the last error propagates.
+
+    Waits double from `BACKOFF_FIRST_S` up to `BACKOFF_MAX_S`, each jittered within [50%, 100%] so that workers
+    retrying together spread out without ever retrying at once. Broken database connections are dropped between
+    attempts, so the next attempt reconnects.
+    """
+    window = settings.TASK_RETRY_WINDOW_S if window_s is None else window_s
+    deadline = time.monotonic() + window
+    delay = BACKOFF_FIRST_S
+    while True:
+        try:
+            return fn()
+        except TRANSIENT_ERRORS as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("%s: %s: %s; retrying in about %.1fs", what, type(exc).__name__, exc, delay)
+            close_old_connections()
+            time.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, BACKOFF_MAX_S)
+
+
+class LeaseKeeper:
+    """Renews a stage's lease from a background thread while the stage works."""
+
+    def __init__(self, trace_pk: int, owner: str) -> None:
+        self.trace_pk = trace_pk
+        self.owner = owner
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{trace_pk}", daemon=True)
+
+    def __enter__(self) -> "LeaseKeeper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        interval = max(settings.STAGE_LEASE_S / 3, 0.5)
+        try:
+            while not self._stop.wait(interval):
+                try:
+                    if not services.trace_renew_lease(trace_pk=self.trace_pk, owner=self.owner):
+                        self.lost.set()
+                        return
+                except TRANSIENT_ERRORS as exc:
+                    logger.warning("renewing the lease of trace %s failed: %s", self.trace_pk, exc)
+                    close_old_connections()
+        finally:
+            connection.close()
+
+
+def run_stage(stage: Stage, trace_pk: int, run_id: str, work: Callable[[Trace], object],
+              finish: Callable[[Trace, str, object, float], bool] | None = None) -> None:
+    """Claim `stage` of the run, do `work`, then advance the trace (or `finish` it) and publish the next stage."""
+    owner = uuid.uuid4().hex
+    claimed = retry_transient(
+        lambda: services.trace_claim_stage(trace_pk=trace_pk, run_id=run_id, stage=stage, owner=owner),
+        what=f"claiming {stage} of trace {trace_pk}")
+    if not claimed:
+        return  # another holder, a superseded run or a finished trace: nothing to do
+    started = time.perf_counter()
+    with LeaseKeeper(trace_pk, owner):
+        try:
+            trace = retry_transient(lambda: Trace.objects.get(pk=trace_pk), what=f"reading trace {trace_pk}")
+            output = retry_transient(lambda: work(trace), what=f"{stage} of trace {trace_pk}")
+        except PERMANENT_ERRORS as exc:
+            _fail(trace_pk, run_id, stage, str(exc))
+            return
+        except MemoryError:
+            _fail(trace_pk, run_id, stage, f"{stage} ran out of memory: the trace is too large for this worker")
+            return
+        except TRANSIENT_ERRORS as exc:
+            _fail(trace_pk, run_id, stage, f"{type(exc).__name__}: {exc} (still failing after retrying for "
+                                           f"{settings.TASK_RETRY_WINDOW_S}s)")
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug must fail this trace, never the worker
+            logger.exception("%s of trace %s failed unexpectedly", stage, trace_pk)
+            _fail(trace_pk, run_id, stage, f"internal error in {stage}: {type(exc).__name__}: {exc}")
+            return
+        seconds = time.perf_counter() - started
+        if finish is not None:
+            retry_transient(lambda: finish(trace, owner, output, seconds), what=f"finishing trace {trace_pk}")
+            return
+        advanced = retry_transient(
+            lambda: services.trace_advance(trace_pk=trace_pk, run_id=run_id, stage=stage, owner=owner,
+                                           seconds=seconds),
+            what=f"advancing trace {trace_pk} past {stage}")
+    if advanced:
+        services.stage_publish(trace_pk=trace_pk, run_id=run_id, stage=stage.next)
+
+
+def _fail(trace_pk: int, run_id: str, stage: Stage, reason: str) -> None:
+    """Record the failure; if even that cannot be recorded, the lease expires and the stage is tried again."""
+    reason = public_message(reason)
+    try:
+        retry_transient(lambda: services.trace_fail(trace_pk=trace_pk, run_id=run_id, stage=stage, reason=reason),
+                        what=f"recording the failure of trace {trace_pk}")
+    except TRANSIENT_ERRORS:
+        logger.error("could not record the failure of trace %s (%s); its lease will expire and the sweeper will "
+                     "run %s again", trace_pk, reason, stage)
