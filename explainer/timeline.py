@@ -12,7 +12,7 @@ class StageBar:
 
     name: str
     seconds: float | None
-    state: str  # done, running, failed or pending
+    state: str  # done, running, waiting, failed or pending
     offset_pct: float
     width_pct: float
 
@@ -36,6 +36,8 @@ def stage_timeline(trace: Trace) -> list[StageBar]:
             state = "done"
         elif stage.value == trace.stage and trace.status == TraceStatus.RUNNING:
             state = "running"
+        elif stage.value == trace.stage and trace.status == TraceStatus.QUEUED:
+            state = "waiting"  # published, not yet claimed by a worker
         elif stage.value == trace.stage and trace.status == TraceStatus.FAILED:
             state = "failed"
         else:

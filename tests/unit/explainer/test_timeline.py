@@ -19,7 +19,7 @@ def test_finished_stages_are_a_waterfall_of_their_seconds():
     assert total_seconds(trace.timings) == 5.0
 
 
-@pytest.mark.parametrize("status,state", [("running", "running"), ("failed", "failed")])
+@pytest.mark.parametrize("status,state", [("running", "running"), ("queued", "waiting"), ("failed", "failed")])
 def test_the_current_stage_is_marked_and_later_ones_pending(status, state):
     trace = Trace(status=status, stage="attribute", timings={"load": 1.0, "sae_decode": 3.0})
     states = [(bar.name, bar.state, bar.seconds) for bar in stage_timeline(trace)]
