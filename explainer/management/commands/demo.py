@@ -61,12 +61,14 @@ class Command(BaseCommand):
             self.stdout.write(f"web server at {base}, worker running (logs in {var / 'log'})")
             call_command("replay", str(traces), tenant="demo", url=base, api_key=key, wait=True, timeout=300)
             username, password = demo_admin(var / "demo_admin_password")
-            self.stdout.write("\nFinished graphs: in a browser (admin login below), and over the API "
-                              "(send the header X-API-Key: <key>):")
-            for trace in tenant.traces.filter(status="complete").order_by("trace_id"):
+            self.stdout.write("\nFinished graphs (open them in a browser with the login below; the API URLs "
+                              "need the header X-API-Key: <key>):")
+            complete = list(tenant.traces.filter(status="complete").order_by("trace_id"))
+            width = max((len(trace.trace_id) for trace in complete), default=0)
+            for trace in complete:
                 graph_view = reverse("admin:explainer_trace_graph", args=[trace.pk])
-                self.stdout.write(f"  {base}{graph_view}")
-                self.stdout.write(f"    {base}/v1/traces/{trace.trace_id}/graph")
+                self.stdout.write(f"  {trace.trace_id:<{width}}  {base}{graph_view}")
+                self.stdout.write(f"  {'':<{width}}  API {base}/v1/traces/{trace.trace_id}/graph")
             self.stdout.write(f"\nTrace browser: {base}/admin/  login {username} / {password}")
             self.stdout.write(f"Demo API key (shown once): {key}")
             self.stdout.write(f"Try: curl -H 'X-API-Key: {key}' {base}/v1/traces/sample-biology/graph"
