@@ -49,11 +49,11 @@ def e2e_dirs(tmp_path_factory):
     return dirs
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium_browser():
-    """Chromium for the whole session. Playwright's sync API keeps an asyncio loop in this thread, which Django
-    takes for an async context; the test's own database calls are plain synchronous ones, so that check is lifted
-    while the browser runs (https://docs.djangoproject.com/en/stable/topics/async/#async-safety)."""
+    """Chromium for the browser tests. Playwright's sync API keeps an asyncio loop in this thread, which Django
+    takes for an async context; the tests' own database calls are plain synchronous ones, so that check is lifted
+    while the browser runs, and only then (https://docs.djangoproject.com/en/stable/topics/async/#async-safety)."""
     from playwright.sync_api import sync_playwright
 
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
