@@ -83,12 +83,13 @@ export function nodePanel(selection, nodes) {
   return `${body}<h3>Incidences</h3>${incidenceList(incidences, node.i, nodes)}`;
 }
 
+/** A supernode's listed members, by label in natural order (`concept 9` before `concept 10`), as on its card. */
 export function memberList(node, notes) {
   const ids = (node.doc.attributes && node.doc.attributes.members) || [];
-  return `<ul class="hg-member-list">${ids.map((id) => {
-    const label = notes && notes[id] && notes[id].label ? notes[id].label : id;
-    return `<li><a href="#" data-member="${escapeHtml(id)}" data-of="${escapeHtml(node.id)}">${escapeHtml(label)}</a></li>`;
-  }).join("")}</ul>`;
+  const members = ids.map((id) => ({id, label: notes && notes[id] && notes[id].label ? notes[id].label : id}))
+    .sort((a, b) => a.label.localeCompare(b.label, undefined, {numeric: true}));
+  return `<ul class="hg-member-list">${members.map(({id, label}) => `<li><a href="#" data-member="${escapeHtml(id)}" `
+    + `data-of="${escapeHtml(node.id)}">${escapeHtml(label)}</a></li>`).join("")}</ul>`;
 }
 
 /**
