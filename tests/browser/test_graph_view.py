@@ -22,11 +22,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 TRACE_ID = "sample-biology"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "var" / "screenshots" / "graph_view.png"
-# Drawn and shown: a hidden element (or one inside a hidden group) has no box. (`checkVisibility()` answers true
-# for an SVG group hidden by `display: none` in Chromium, so the box is what is checked.)
+# Drawn and shown: an element hidden itself has no box, one in a hidden layer is fully transparent.
+# (`checkVisibility()` answers true for an SVG group hidden by `display: none` in Chromium, hence the box.)
 VISIBLE_IDS = """(selector) => Array.from(document.querySelectorAll(selector)).filter((el) => {
     const box = el.getBoundingClientRect();
-    return box.width > 0 || box.height > 0;
+    return (box.width > 0 || box.height > 0) && el.checkVisibility({opacityProperty: true});
   }).map((el) => el.dataset.nodeId || el.dataset.incidenceId)"""
 
 

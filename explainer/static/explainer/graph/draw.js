@@ -1,12 +1,11 @@
 /**
  * SVG markup of a laid-out graph. The whole drawing is one string handed to the parser once: at 25,000 elements
  * that is several times faster than creating elements one by one, and it is what keeps a graph at the pruning caps
- * within the two-second budget. Items are drawn in the weight filter's order, in chunks, so that the filter can
+ * within the two-second budget. Items are drawn in the weight filter's order, in bands, so that the filter can
  * hide a prefix cheaply. Every node carries `data-node-id`, every incidence `data-incidence-id`, so tests
  * and people's scripts can read the drawing.
  */
 import {CHAR_W, NODE_H, ROW} from "./layout.js";
-import {CHUNK} from "./weight_filter.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 export const HEADER_H = 44;
@@ -54,49 +53,68 @@ function columnMarkup(column, layout) {
     + `<tspan class="hg-col-count" dx="8">${count}</tspan></text>`;
 }
 
-/** `<g class="hg-chunk">` groups of CHUNK consecutive items, in the hiding order of the weight filter. */
-function chunked(parts, order, markup) {
-  for (let start = 0; start < order.length; start += CHUNK) {
-    parts.push('<g class="hg-chunk">');
-    for (let j = start; j < Math.min(start + CHUNK, order.length); j++) parts.push(markup(order[j]));
-    parts.push("</g>");
+const EDGES_PER_BAND = 2000;
+const MAX_EDGE_BANDS = 12;
+const NODES_PER_BAND = 1000;
+const MAX_NODE_BANDS = 6;
+
+/** Items per band: bands of about `perBand` items, at most `maxBands` of them. */
+function bandSize(count, perBand, maxBands) {
+  const bands = Math.min(maxBands, Math.max(1, Math.ceil(count / perBand)));
+  return Math.max(1, Math.ceil(count / bands));
+}
+
+function layer(kind, inner) {
+  return `<svg class="hg-layer ${kind}" xmlns="${SVG_NS}"><g class="hg-viewport">${inner}</g></svg>`;
+}
+
+/** One layer per band of `size` consecutive items of `order`, each drawn by `markup`. */
+function bands(parts, kind, order, size, markup) {
+  for (let start = 0; start < order.length; start += size) {
+    const items = [];
+    for (let j = start; j < Math.min(start + size, order.length); j++) items.push(markup(order[j]));
+    parts.push(layer(`hg-band ${kind}`, items.join("")));
   }
 }
 
-/** The drawn elements, indexed like `order` (drawing order), mapped back to layout indices. */
-function unchunk(group, order) {
-  const chunks = Array.from(group.children);
+/** The band layers of `kind` and their items, indexed like `order` (drawing order) mapped back to layout indices. */
+function unband(stage, kind, order) {
+  const layers = Array.from(stage.querySelectorAll(`:scope > .${kind}`));
   const byIndex = new Array(order.length);
   let j = 0;
-  for (const chunk of chunks) for (const el of chunk.children) byIndex[order[j++]] = el;
-  return {chunks, byIndex};
+  for (const band of layers) for (const el of band.firstElementChild.children) byIndex[order[j++]] = el;
+  return {layers, byIndex};
 }
 
 /**
- * Draw `layout` into `svg` in the weight filter's `order` (weakest incidences first, so the strongest lie on
- * top). Returns the viewport group, node and incidence elements indexed like `layout.nodes` and
- * `layout.incidences`, their chunk groups, and an overlay group for expanded supernodes.
+ * Draw `layout` into `stage` (an element the layers fill) in the weight filter's `order`: the columns, then the
+ * incidences in bands from weakest to strongest (so the strongest lie on top), then the nodes in bands, then an
+ * overlay for expanded supernodes. Each band is an `<svg>` of its own, which the browser keeps as a separately
+ * painted layer: the weight filter hides a whole band by its opacity, which repaints nothing (see
+ * weight_filter.js). Returns the viewport groups of every layer (pan and zoom move them together), node and
+ * incidence elements indexed like `layout.nodes` and `layout.incidences`, the band layers and their sizes, and
+ * the overlay group.
  */
-export function drawGraph(svg, layout, order) {
-  const parts = ['<g class="hg-viewport"><g class="hg-columns">'];
-  for (const column of layout.columns) parts.push(columnMarkup(column, layout));
-  parts.push('</g><g class="hg-edges">');
-  chunked(parts, order.incidences.order, (k) => {
+export function drawGraph(stage, layout, order) {
+  const edgeBand = bandSize(order.incidences.order.length, EDGES_PER_BAND, MAX_EDGE_BANDS);
+  const nodeBand = bandSize(order.nodes.order.length, NODES_PER_BAND, MAX_NODE_BANDS);
+  const parts = [layer("hg-base", `<g class="hg-columns">${layout.columns.map((c) => columnMarkup(c, layout)).join("")}</g>`)];
+  bands(parts, "hg-edges", order.incidences.order, edgeBand, (k) => {
     const inc = layout.incidences[k];
     return `<path class="hg-inc ${SIGN_CLASS[inc.sign]}" data-incidence-id="${escapeHtml(inc.id)}" `
       + `stroke-width="${strokeWidth(inc.weight)}" d="${inc.d}"></path>`;
   });
-  parts.push('</g><g class="hg-nodes">');
-  chunked(parts, order.nodes.order, (i) => nodeMarkup(layout.nodes[i]));
-  parts.push('</g><g class="hg-overlay"></g></g>');
-  svg.innerHTML = parts.join("");
+  bands(parts, "hg-nodes", order.nodes.order, nodeBand, (i) => nodeMarkup(layout.nodes[i]));
+  parts.push(layer("hg-top", '<g class="hg-overlay"></g>'));
+  stage.innerHTML = parts.join("");
 
-  const viewport = svg.firstElementChild;
-  const edges = unchunk(viewport.querySelector(".hg-edges"), order.incidences.order);
-  const nodes = unchunk(viewport.querySelector(".hg-nodes"), order.nodes.order);
+  const edges = unband(stage, "hg-edges", order.incidences.order);
+  const nodes = unband(stage, "hg-nodes", order.nodes.order);
   return {
-    viewport, overlay: viewport.querySelector(".hg-overlay"),
-    incidenceEls: edges.byIndex, incidenceChunks: edges.chunks, nodeEls: nodes.byIndex, nodeChunks: nodes.chunks,
+    groups: Array.from(stage.querySelectorAll(":scope > .hg-layer > .hg-viewport")),
+    overlay: stage.querySelector(".hg-overlay"),
+    incidenceEls: edges.byIndex, incidenceBands: edges.layers, incidenceBandSize: edgeBand,
+    nodeEls: nodes.byIndex, nodeBands: nodes.layers, nodeBandSize: nodeBand,
   };
 }
 

@@ -9,7 +9,6 @@ import {layoutGraph, NODE_H} from "./layout.js";
 import {Viewport} from "./viewport.js";
 import {WeightFilter, weightOrder} from "./weight_filter.js";
 
-const SVG_NS = "http://www.w3.org/2000/svg";
 const LIT = "is-hl";
 
 /** For each node, the incidences it belongs to: CSR arrays, built once in one pass over the memberships. */
@@ -33,20 +32,20 @@ export class GraphView {
     this.container = container;
     this.describe = describe;
     this.layout = layoutGraph(doc);
-    this.svg = document.createElementNS(SVG_NS, "svg");
-    this.svg.setAttribute("class", "hg-svg");
-    this.svg.setAttribute("role", "img");
-    this.svg.setAttribute("aria-label", "Attribution hypergraph");
-    container.appendChild(this.svg);
+    this.stage = document.createElement("div");
+    this.stage.className = "hg-stage-layers";
+    this.stage.setAttribute("role", "img");
+    this.stage.setAttribute("aria-label", "Attribution hypergraph");
+    container.appendChild(this.stage);
     // Sized and zoomed before anything is drawn: the browser then lays out the drawing once, at the right zoom
     // (labels of a far zoom are never laid out at all).
-    this.viewport = new Viewport(this.svg, {
+    this.viewport = new Viewport(this.stage, {
       x: -24, y: -HEADER_H, w: this.layout.width + 48, h: this.layout.height + HEADER_H + 24,
     });
     this.viewport.fit();
     const order = weightOrder(this.layout);
-    const drawn = drawGraph(this.svg, this.layout, order);
-    this.viewport.attach(drawn.viewport);
+    const drawn = drawGraph(this.stage, this.layout, order);
+    this.viewport.attach(drawn.groups);
     this.nodeEls = drawn.nodeEls;
     this.incidenceEls = drawn.incidenceEls;
     this.overlay = drawn.overlay;
@@ -62,9 +61,9 @@ export class GraphView {
     this.tooltip = document.createElement("div");
     this.tooltip.className = "hg-tooltip";
     container.appendChild(this.tooltip);
-    this.svg.addEventListener("click", (event) => this.onClick(event));
-    this.svg.addEventListener("pointerover", (event) => this.onHover(event));
-    this.svg.addEventListener("pointerleave", () => { this.tooltip.style.display = "none"; });
+    this.stage.addEventListener("click", (event) => this.onClick(event));
+    this.stage.addEventListener("pointerover", (event) => this.onHover(event));
+    this.stage.addEventListener("pointerleave", () => { this.tooltip.style.display = "none"; });
   }
 
   /** `handler({kind, node?, incidence?, memberId?, supernode?})` on every selection; kind null when cleared. */
@@ -109,7 +108,7 @@ export class GraphView {
     this.lit = [];
     if (this.selectedEl) this.selectedEl.classList.remove("is-selected");
     this.selectedEl = null;
-    this.svg.classList.remove("hg-focus");
+    this.stage.classList.remove("hg-focus");
   }
 
   light(el) {
@@ -128,7 +127,7 @@ export class GraphView {
     this.light(this.nodeEls[i]);
     this.selectedEl = this.nodeEls[i];
     this.selectedEl.classList.add("is-selected");
-    this.svg.classList.add("hg-focus");
+    this.stage.classList.add("hg-focus");
     this.emit({kind: node.kind, node, incidences: this.incidencesOfNode(i)});
     if (node.kind === "super") this.toggleSupernode(node);
   }
@@ -138,7 +137,7 @@ export class GraphView {
     const inc = this.layout.incidences[k];
     this.light(this.incidenceEls[k]);
     for (const m of inc.members) this.light(this.nodeEls[m]);
-    this.svg.classList.add("hg-focus");
+    this.stage.classList.add("hg-focus");
     this.emit({kind: "incidence", incidence: inc, members: Array.from(inc.members, (m) => this.layout.nodes[m])});
   }
 
@@ -184,7 +183,7 @@ export class GraphView {
     for (const i of this.matches) this.nodeEls[i].classList.remove("is-match");
     this.matches = [];
     const q = query.trim().toLowerCase();
-    this.svg.classList.toggle("hg-searching", q !== "");
+    this.stage.classList.toggle("hg-searching", q !== "");
     if (!q) return [];
     for (const node of this.layout.nodes) {
       if ((node.kind === "feature" || node.kind === "super") && node.label.toLowerCase().includes(q)) {
@@ -195,6 +194,12 @@ export class GraphView {
     return this.matches.map((i) => this.layout.nodes[i]);
   }
 
+  /** The drawn element under an event, of `selector`; none when it lies in a band the weight filter hid. */
+  target(event, selector) {
+    const el = event.target.closest(selector);
+    return el && !el.closest(".hg-band.is-off") ? el : null;
+  }
+
   onClick(event) {
     const member = event.target.closest("[data-member-id]");
     if (member) {
@@ -202,12 +207,12 @@ export class GraphView {
         supernode: this.nodeById(member.dataset.memberOf)});
       return;
     }
-    const nodeEl = event.target.closest("[data-node-id]");
+    const nodeEl = this.target(event, "[data-node-id]");
     if (nodeEl) {
       this.selectNode(this.nodeIndex.get(nodeEl));
       return;
     }
-    const incEl = event.target.closest("[data-incidence-id]");
+    const incEl = this.target(event, "[data-incidence-id]");
     if (incEl) {
       this.selectIncidence(this.incidenceIndex.get(incEl));
       return;
@@ -217,7 +222,7 @@ export class GraphView {
   }
 
   onHover(event) {
-    const el = event.target.closest("[data-node-id], [data-incidence-id], [data-member-id]");
+    const el = this.target(event, "[data-node-id], [data-incidence-id], [data-member-id]");
     if (!el) {
       this.tooltip.style.display = "none";
       return;

@@ -1,5 +1,6 @@
 /**
- * Pan and zoom of the drawing: one transform on the viewport group, applied at most once per animation frame.
+ * Pan and zoom of the drawing: one transform on the viewport group of every layer, applied at most once per
+ * animation frame.
  * Dragging the background pans, the wheel zooms around the pointer. A drag longer than a few pixels swallows the
  * click that ends it, so panning never selects a node by accident. Below a zoom of about one half the labels are
  * hidden: unreadable there anyway, and text is most of what the browser paints.
@@ -10,9 +11,9 @@ const FAR_SCALE = 0.55;
 const DRAG_SLOP = 4;
 
 export class Viewport {
-  constructor(svg, bounds) {
-    this.svg = svg;
-    this.group = null;
+  constructor(stage, bounds) {
+    this.stage = stage;  // the element the layers fill; it takes the pointer events and the zoom class
+    this.groups = [];
     this.bounds = bounds;  // {x, y, w, h} in drawing units
     this.scale = 1;
     this.tx = 0;
@@ -23,7 +24,7 @@ export class Viewport {
   }
 
   size() {
-    const rect = this.svg.getBoundingClientRect();
+    const rect = this.stage.getBoundingClientRect();
     return {w: rect.width || 800, h: rect.height || 600};
   }
 
@@ -73,15 +74,15 @@ export class Viewport {
     this.apply();
   }
 
-  /** The group the transform applies to, once it is drawn; it takes the current transform at once. */
-  attach(group) {
-    this.group = group;
+  /** The groups the transform applies to, once drawn; they take the current transform at once. */
+  attach(groups) {
+    this.groups = groups;
     this.render();
   }
 
   apply() {
-    if (!this.group) {  // not drawn yet: only the label rule, so labels of a far zoom are never laid out
-      this.svg.classList.toggle("hg-far", this.scale < FAR_SCALE);
+    if (!this.groups.length) {  // not drawn yet: only the label rule, so labels of a far zoom are never laid out
+      this.stage.classList.toggle("hg-far", this.scale < FAR_SCALE);
       return;
     }
     if (this.frame) return;
@@ -92,31 +93,32 @@ export class Viewport {
   }
 
   render() {
-    this.group.setAttribute("transform", `translate(${this.tx.toFixed(1)},${this.ty.toFixed(1)}) scale(${this.scale.toFixed(4)})`);
-    this.svg.classList.toggle("hg-far", this.scale < FAR_SCALE);
+    const transform = `translate(${this.tx.toFixed(1)},${this.ty.toFixed(1)}) scale(${this.scale.toFixed(4)})`;
+    for (const group of this.groups) group.setAttribute("transform", transform);
+    this.stage.classList.toggle("hg-far", this.scale < FAR_SCALE);
   }
 
   listen() {
-    const svg = this.svg;
-    svg.addEventListener("wheel", (event) => {
+    const stage = this.stage;
+    stage.addEventListener("wheel", (event) => {
       event.preventDefault();
-      const rect = svg.getBoundingClientRect();
+      const rect = stage.getBoundingClientRect();
       this.zoomAt(Math.exp(-event.deltaY * 0.0015), event.clientX - rect.left, event.clientY - rect.top);
     }, {passive: false});
     let start = null;
-    svg.addEventListener("pointerdown", (event) => {
+    stage.addEventListener("pointerdown", (event) => {
       if (event.button !== 0) return;
       start = {x: event.clientX, y: event.clientY, tx: this.tx, ty: this.ty};
       this.dragged = false;
     });
-    svg.addEventListener("pointermove", (event) => {
+    stage.addEventListener("pointermove", (event) => {
       if (!start) return;
       const dx = event.clientX - start.x, dy = event.clientY - start.y;
       if (!this.dragged && Math.hypot(dx, dy) < DRAG_SLOP) return;
       if (!this.dragged) {
         this.dragged = true;
-        svg.setPointerCapture(event.pointerId);
-        svg.classList.add("is-panning");
+        stage.setPointerCapture(event.pointerId);
+        stage.classList.add("is-panning");
       }
       this.tx = start.tx + dx;
       this.ty = start.ty + dy;
@@ -124,11 +126,11 @@ export class Viewport {
     });
     const end = () => {
       start = null;
-      svg.classList.remove("is-panning");
+      stage.classList.remove("is-panning");
     };
-    svg.addEventListener("pointerup", end);
-    svg.addEventListener("pointercancel", end);
-    svg.addEventListener("click", (event) => {
+    stage.addEventListener("pointerup", end);
+    stage.addEventListener("pointercancel", end);
+    stage.addEventListener("click", (event) => {
       if (this.dragged) {
         event.stopImmediatePropagation();
         this.dragged = false;

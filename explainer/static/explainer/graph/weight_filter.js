@@ -2,14 +2,15 @@
  * The minimum-weight filter: hides incidences weaker than a threshold and the nodes they leave alone.
  *
  * A node stays visible while its strongest incidence does, so both incidences and nodes hide in one fixed order:
- * incidences by weight, nodes by their strongest incidence's weight (their "reach"). The drawing puts elements in
- * that order, in chunks of CHUNK, so any threshold hides a prefix: whole chunks are hidden with one class on the
- * chunk's group, and only the chunk the cut falls in is touched element by element. A slider step, even from one
- * end to the other, changes at most a few hundred elements' classes instead of 25,000, which is what keeps it
- * within 200 ms at the pruning caps. Nodes that no incidence joins never hide.
+ * incidences by weight, nodes by their strongest incidence's weight (their "reach"). The drawing puts them in that
+ * order, in bands that are layers of their own (draw.js), so any threshold hides a prefix: the bands below the cut
+ * are hidden whole by their opacity, which the compositor applies without repainting anything, and only the band the
+ * cut falls in has elements hidden one by one (`display: none`), which repaints that band alone. At the pruning caps
+ * a slider step, from one end to the other included, therefore changes at most one band of 2,000 incidences and one
+ * of 1,000 nodes; redrawing all 20,000 incidences, as a single layer would, costs several hundred milliseconds on
+ * this machine's two cores. Nodes that no incidence joins never hide.
  */
 const HIDDEN = "is-off";
-export const CHUNK = 200;
 
 /** The first index of the ascending `sorted` whose value is >= `threshold`. */
 function lowerBound(sorted, threshold) {
@@ -35,28 +36,29 @@ export function weightOrder(layout) {
   return {incidences: {...ascending(weight), value: weight}, nodes: {...ascending(reach), value: reach}};
 }
 
-/** Elements drawn in hiding order, grouped in chunks; `cut` of them (a prefix) are hidden. */
+/** Elements drawn in hiding order, in bands of `size`; `cut` of them (a prefix) are hidden. */
 class PrefixHider {
-  constructor(elements, order, chunks) {
+  constructor(elements, order, bands, size) {
     this.drawn = Array.from(order, (i) => elements[i]);  // elements in drawing order
-    this.chunks = chunks;
+    this.bands = bands;
+    this.size = size;
     this.cut = 0;
   }
 
   setCut(cut) {
     const before = this.cut;
     if (cut === before) return;
-    const lo = Math.floor(Math.min(cut, before) / CHUNK);
-    const hi = Math.min(this.chunks.length - 1, Math.floor(Math.max(cut, before) / CHUNK));
-    for (let c = lo; c <= hi; c++) this.setChunk(c, before, cut);
+    const lo = Math.floor(Math.min(cut, before) / this.size);
+    const hi = Math.min(this.bands.length - 1, Math.floor(Math.max(cut, before) / this.size));
+    for (let b = lo; b <= hi; b++) this.setBand(b, before, cut);
     this.cut = cut;
   }
 
-  setChunk(c, before, cut) {
-    const start = c * CHUNK, end = Math.min(start + CHUNK, this.drawn.length);
+  setBand(b, before, cut) {
+    const start = b * this.size, end = Math.min(start + this.size, this.drawn.length);
     const partial = (n) => n > start && n < end;
     if (partial(before)) for (let j = start; j < before; j++) this.drawn[j].classList.remove(HIDDEN);
-    this.chunks[c].classList.toggle(HIDDEN, cut >= end);
+    this.bands[b].classList.toggle(HIDDEN, cut >= end);
     if (partial(cut)) for (let j = start; j < cut; j++) this.drawn[j].classList.add(HIDDEN);
   }
 }
@@ -66,8 +68,9 @@ export class WeightFilter {
   constructor(layout, order, drawn) {
     this.layout = layout;
     this.order = order;
-    this.incidences = new PrefixHider(drawn.incidenceEls, order.incidences.order, drawn.incidenceChunks);
-    this.nodes = new PrefixHider(drawn.nodeEls, order.nodes.order, drawn.nodeChunks);
+    this.incidences = new PrefixHider(drawn.incidenceEls, order.incidences.order, drawn.incidenceBands,
+      drawn.incidenceBandSize);
+    this.nodes = new PrefixHider(drawn.nodeEls, order.nodes.order, drawn.nodeBands, drawn.nodeBandSize);
     this.threshold = -Infinity;
   }
 
