@@ -92,8 +92,8 @@ function unband(stage, kind, order) {
  * overlay for expanded supernodes. Each band is an `<svg>` of its own, which the browser keeps as a separately
  * painted layer: the weight filter hides a whole band by its opacity, which repaints nothing (see
  * weight_filter.js). Returns the viewport groups of every layer (pan and zoom move them together), node and
- * incidence elements indexed like `layout.nodes` and `layout.incidences`, the band layers and their sizes, and
- * the overlay group.
+ * incidence elements indexed like `layout.nodes` and `layout.incidences`, the band layers and their sizes, the
+ * lit groups (copies of a selection, above the dimmed bands) and the overlay group.
  */
 export function drawGraph(stage, layout, order) {
   const edgeBand = bandSize(order.incidences.order.length, EDGES_PER_BAND, MAX_EDGE_BANDS);
@@ -105,7 +105,8 @@ export function drawGraph(stage, layout, order) {
       + `stroke-width="${strokeWidth(inc.weight)}" d="${inc.d}"></path>`;
   });
   bands(parts, "hg-nodes", order.nodes.order, nodeBand, (i) => nodeMarkup(layout.nodes[i]));
-  parts.push(layer("hg-top", '<g class="hg-overlay"></g>'));
+  parts.push(layer("hg-top", '<g class="hg-lit"><g class="hg-lit-edges"></g><g class="hg-lit-nodes"></g></g>'
+    + '<g class="hg-overlay"></g>'));
   stage.innerHTML = parts.join("");
 
   const edges = unband(stage, "hg-edges", order.incidences.order);
@@ -113,6 +114,7 @@ export function drawGraph(stage, layout, order) {
   return {
     groups: Array.from(stage.querySelectorAll(":scope > .hg-layer > .hg-viewport")),
     overlay: stage.querySelector(".hg-overlay"),
+    litEdges: stage.querySelector(".hg-lit-edges"), litNodes: stage.querySelector(".hg-lit-nodes"),
     incidenceEls: edges.byIndex, incidenceBands: edges.layers, incidenceBandSize: edgeBand,
     nodeEls: nodes.byIndex, nodeBands: nodes.layers, nodeBandSize: nodeBand,
   };

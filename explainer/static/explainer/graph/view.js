@@ -49,13 +49,15 @@ export class GraphView {
     this.nodeEls = drawn.nodeEls;
     this.incidenceEls = drawn.incidenceEls;
     this.overlay = drawn.overlay;
+    this.litEdges = drawn.litEdges;
+    this.litNodes = drawn.litNodes;
     this.filter = new WeightFilter(this.layout, order, drawn);
     this.incidencesOf = incidencesByNode(this.layout);
     this.nodeIndex = new Map(this.nodeEls.map((el, i) => [el, i]));
     this.incidenceIndex = new Map(this.incidenceEls.map((el, k) => [el, k]));
     this.expanded = new Map();
     this.lit = [];
-    this.selectedEl = null;
+    this.selected = null;
     this.matches = [];
     this.handlers = [];
     this.tooltip = document.createElement("div");
@@ -84,6 +86,9 @@ export class GraphView {
 
   setMinWeight(threshold) {
     this.filter.setMinWeight(threshold);
+    const selected = this.selected;  // the lit copies follow the filter
+    if (selected && selected.node !== undefined) this.selectNode(selected.node, {quiet: true});
+    if (selected && selected.incidence !== undefined) this.selectIncidence(selected.incidence, {quiet: true});
     for (const [id, card] of this.expanded) {
       if (!this.filter.nodeIsVisible(this.layout.index.get(id))) this.collapse(id, card);
     }
@@ -103,41 +108,60 @@ export class GraphView {
     return Array.from(this.incidencesOf(i), (k) => this.layout.incidences[k]).sort((a, b) => b.weight - a.weight);
   }
 
+  /**
+   * A selection dims the bands (an opacity on each band layer, which the compositor applies without repainting) and
+   * draws what stays lit again, as copies, in the lit layer above them: the browser then repaints a handful of
+   * elements instead of all 25,000 at the caps. The originals carry the `is-hl` class, so scripts can read what is
+   * lit; the copies carry no ids and let pointer events through to the originals.
+   */
   clearSelection() {
-    for (const el of this.lit) el.classList.remove(LIT);
+    for (const el of this.lit) el.classList.remove(LIT, "is-selected");
     this.lit = [];
-    if (this.selectedEl) this.selectedEl.classList.remove("is-selected");
-    this.selectedEl = null;
+    this.selected = null;
+    this.litEdges.replaceChildren();
+    this.litNodes.replaceChildren();
     this.stage.classList.remove("hg-focus");
   }
 
-  light(el) {
+  light(el, layer, shown) {
+    if (el.classList.contains(LIT)) return;
     el.classList.add(LIT);
     this.lit.push(el);
+    if (!shown) return;
+    const copy = el.cloneNode(true);
+    copy.removeAttribute("data-node-id");
+    copy.removeAttribute("data-incidence-id");
+    layer.appendChild(copy);
+  }
+
+  lightIncidence(k) {
+    this.light(this.incidenceEls[k], this.litEdges, this.filter.incidenceIsVisible(k));
+    for (const m of this.layout.incidences[k].members) {
+      this.light(this.nodeEls[m], this.litNodes, this.filter.nodeIsVisible(m));
+    }
   }
 
   /** Select node `i`: it, its incidences and their other members stay lit while everything else dims. */
-  selectNode(i) {
+  selectNode(i, {quiet = false} = {}) {
     this.clearSelection();
     const node = this.layout.nodes[i];
-    for (const k of this.incidencesOf(i)) {
-      this.light(this.incidenceEls[k]);
-      for (const m of this.layout.incidences[k].members) this.light(this.nodeEls[m]);
-    }
-    this.light(this.nodeEls[i]);
-    this.selectedEl = this.nodeEls[i];
-    this.selectedEl.classList.add("is-selected");
+    this.nodeEls[i].classList.add("is-selected");
+    this.light(this.nodeEls[i], this.litNodes, this.filter.nodeIsVisible(i));
+    for (const k of this.incidencesOf(i)) this.lightIncidence(k);
+    this.selected = {node: i};
     this.stage.classList.add("hg-focus");
+    if (quiet) return;
     this.emit({kind: node.kind, node, incidences: this.incidencesOfNode(i)});
     if (node.kind === "super") this.toggleSupernode(node);
   }
 
-  selectIncidence(k) {
+  selectIncidence(k, {quiet = false} = {}) {
     this.clearSelection();
-    const inc = this.layout.incidences[k];
-    this.light(this.incidenceEls[k]);
-    for (const m of inc.members) this.light(this.nodeEls[m]);
+    this.lightIncidence(k);
+    this.selected = {incidence: k};
     this.stage.classList.add("hg-focus");
+    if (quiet) return;
+    const inc = this.layout.incidences[k];
     this.emit({kind: "incidence", incidence: inc, members: Array.from(inc.members, (m) => this.layout.nodes[m])});
   }
 

@@ -89,6 +89,10 @@ export class WeightFilter {
     return this.layout.nodes.length - this.nodes.cut;
   }
 
+  incidenceIsVisible(k) {
+    return this.order.incidences.value[k] >= this.threshold;
+  }
+
   nodeIsVisible(i) {
     return this.order.nodes.value[i] >= this.threshold;
   }
