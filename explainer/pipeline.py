@@ -6,7 +6,7 @@ libraries' own input errors) are permanent: the trace fails with the message, th
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
@@ -41,8 +41,7 @@ def artifact_store() -> ArtifactStore:
 @cache
 def sae_service() -> "sae.SAEDecodeService":
     """The worker's decode service, pointed at the configured dictionary set."""
-    config = sae.SAEConfig.from_env()
-    return sae.SAEDecodeService(replace(config, dict_root=settings.DICT_ROOT, dict_name=settings.DICT_NAME))
+    return sae.SAEDecodeService(sae.SAEConfig.from_env(dict_root=settings.DICT_ROOT, dict_name=settings.DICT_NAME))
 
 
 @cache

@@ -30,6 +30,7 @@ from .models import (
     Trace,
     TraceStatus,
 )
+from .leases import owner_is_gone
 from .shards import shard_keys, shards_delete
 
 logger = logging.getLogger(__name__)
@@ -89,15 +90,19 @@ def trace_start_run(*, trace: Trace) -> uuid.UUID:
 
 
 def trace_claim_stage(*, trace_pk: int, run_id: str, stage: Stage, owner: str) -> bool:
-    """Take the lease of a due stage; False when another holder has it, the run moved on or the trace finished."""
+    """Take the lease of a due stage; False when another live holder has it, the run moved on or the trace finished.
+
+    A lease held by a process of this host that has exited (a killed pool process whose message came straight back)
+    is taken over at once rather than after it expires.
+    """
     now = timezone.now()
-    free = Q(lease_owner="") | Q(lease_until__lt=now)
-    return bool(
-        Trace.objects.filter(free, pk=trace_pk, run_id=run_id, stage=stage, status__in=ACTIVE_STATUSES).update(
-            status=TraceStatus.RUNNING, lease_owner=owner, lease_until=_lease_end(), attempts=F("attempts") + 1,
-            updated=now,
-        )
-    )
+    due = Trace.objects.filter(pk=trace_pk, run_id=run_id, stage=stage, status__in=ACTIVE_STATUSES)
+    claim = {"status": TraceStatus.RUNNING, "lease_owner": owner, "lease_until": _lease_end(),
+             "attempts": F("attempts") + 1, "updated": now}
+    if due.filter(Q(lease_owner="") | Q(lease_until__lt=now)).update(**claim):
+        return True
+    holder = due.values_list("lease_owner", flat=True).first()
+    return bool(holder and owner_is_gone(holder) and due.filter(lease_owner=holder).update(**claim))
 
 
 def trace_renew_lease(*, trace_pk: int, owner: str) -> bool:

@@ -94,6 +94,11 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------------------
 # https://django-environ.readthedocs.io/en/latest/types.html#environ-env-db-url
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+# Persistent connections: opening one costs a PostgreSQL backend per request, more than the accept itself. Health
+# checks at request start drop a connection broken by a database restart instead of failing the request with it.
+# https://docs.djangoproject.com/en/stable/ref/databases/#persistent-connections
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The demo runs a web server and a worker against one SQLite file; wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20

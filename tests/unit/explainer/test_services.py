@@ -172,3 +172,28 @@ def test_open_traces_expire_after_the_ttl_and_their_shards_are_deleted(alice, re
     assert Trace.objects.get(pk=fresh.pk).status == TraceStatus.OPEN
     assert not redis_flush.exists("activations:stale:3:0")
     assert TraceEvent.objects.filter(trace=stale).count() == 1
+
+
+def test_a_lease_held_by_a_dead_process_of_this_host_is_taken_over_at_once(trace):
+    import subprocess
+    import sys
+
+    from explainer.leases import HOST_TAG, owner_token
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = f"{HOST_TAG}:{child.stdout.strip()}:deadbeef"
+    assert claim(trace, owner=dead)
+    assert claim(trace, owner=owner_token())  # the lease has not expired, but its holder is gone
+    trace.refresh_from_db()
+    assert trace.attempts == 2
+
+
+def test_a_lease_held_by_a_live_or_remote_process_is_not_taken_over(trace):
+    import os
+
+    from explainer.leases import HOST_TAG, owner_token
+
+    assert claim(trace, owner=f"{HOST_TAG}:{os.getpid()}:alive")
+    assert not claim(trace, owner=owner_token())
+    Trace.objects.filter(pk=trace.pk).update(lease_owner="0000beef:1:otherhost")
+    assert not claim(trace, owner=owner_token())
