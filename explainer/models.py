@@ -7,6 +7,7 @@ lease) and healed by the sweeper without any broker state.
 """
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from rest_framework_api_key.models import AbstractAPIKey
@@ -109,10 +110,19 @@ class Trace(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "trace_id"], name="trace_unique_per_tenant")]
-        indexes = [models.Index(fields=["status", "updated"]), models.Index(fields=["status", "lease_until"])]
+        indexes = [
+            models.Index(fields=["status", "updated"]),
+            models.Index(fields=["status", "lease_until"]),
+            # The admin's trace list: newest first, for everyone or within one tenant, filtered by these columns.
+            models.Index(fields=["created", "id"], name="trace_newest"),
+            models.Index(fields=["tenant", "created", "id"], name="trace_tenant_newest"),
+            models.Index(fields=["status", "created"], name="trace_status_newest"),
+            models.Index(fields=["granularity", "created"], name="trace_granularity_newest"),
+            models.Index(fields=["model_name", "created"], name="trace_model_newest"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.tenant_id}/{self.trace_id}"
+        return f"{self.tenant.slug}/{self.trace_id}"
 
     @property
     def is_terminal(self) -> bool:
@@ -170,3 +180,20 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class StaffTenant(models.Model):
+    """Confines a staff user to one tenant in the admin.
+
+    A linked staff user sees only that tenant's traces, events, explanations and dead letters; a superuser needs no
+    link and sees every tenant; a staff user with no link sees none. One tenant per user keeps the rule checkable.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_tenant")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="staff")
+
+    class Meta:
+        verbose_name = "tenant of a staff user"
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.tenant}"

@@ -13,7 +13,7 @@ import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
-ENV_FILE = BASE_DIR / ".env"
+ENV_FILE = Path(os.environ.get("HG_ENV_FILE") or BASE_DIR / ".env")
 
 
 class _Env(environ.Env):
@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_api_key",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "explainer",
     "ingest",
     "hypergraph_site.demo",
@@ -62,6 +63,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "hypergraph_site.api.errors.StripApiSlashMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -109,8 +111,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Storage ----------------------------------------------------------------------------------------
 # Intermediate stage artifacts (activations, decoded features) live here between chain stages.
 ARTIFACT_ROOT = Path(env.str("ARTIFACT_ROOT", default=str(VAR_DIR / "artifacts")))
+
+# --- Static files -----------------------------------------------------------------------------------
+# The web process serves them itself (https://whitenoise.readthedocs.io/en/stable/django.html): gunicorn serves
+# none, and the admin and the graph view need theirs. `scripts/setup.sh` runs collectstatic into STATIC_ROOT.
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# In dev mode files are also found in the apps' static folders, so a checkout is styled before any collectstatic.
+WHITENOISE_USE_FINDERS = DEV_MODE or DEBUG
 
 # --- Redis and Celery -------------------------------------------------------------------------------
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
@@ -180,6 +192,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Ingest captured activations and read explained traces as HIF hypergraphs.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the drf-spectacular-sidecar package, served by us: API docs load nothing from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Logging ----------------------------------------------------------------------------------------

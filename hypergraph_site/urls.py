@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView
+from django.views.generic import TemplateView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from explainer.apis import DictionaryListApi, TraceDetailApi, TraceGraphApi, TraceListApi
 from hypergraph_site.api.health import HealthzApi, MetricsApi, ReadyzApi
@@ -10,6 +11,7 @@ from .api.errors import json_not_found, json_server_error
 
 # API routes are written without a trailing slash; `api.errors.StripApiSlashMiddleware` lets `POST /ingest/` reach them.
 urlpatterns = [
+    path("", TemplateView.as_view(template_name="home.html"), name="home"),
     path("ingest", IngestApi.as_view(), name="ingest"),
     path("v1/traces", TraceListApi.as_view(), name="trace-list"),
     path("v1/traces/<str:trace_id>", TraceDetailApi.as_view(), name="trace-detail"),
@@ -20,6 +22,8 @@ urlpatterns = [
     path("metrics", MetricsApi.as_view(), name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
          name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[],
+                                                     permission_classes=[]), name="api-docs"),
     path("admin/", admin.site.urls),
 ]
 

@@ -27,3 +27,18 @@ def test_a_value_that_does_not_parse_names_the_variable():
     result = manage("check", DEV_MODE="1", MAX_LAYERS="eight")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "MAX_LAYERS='eight' is not valid" in result.stderr
+
+
+def test_the_env_file_the_setup_writes_lets_commands_run_without_variables(tmp_path):
+    target = tmp_path / "env"
+    written = subprocess.run(["bash", str(ROOT / "scripts" / "write_env.sh"), str(target)], capture_output=True,
+                             text=True, timeout=60, env={"PATH": os.environ["PATH"]})
+    assert written.returncode == 0, written.stderr
+    lines = dict(line.split("=", 1) for line in target.read_text().splitlines())
+    assert set(lines) == {"SECRET_KEY", "DATABASE_URL", "REDIS_URL"} and len(lines["SECRET_KEY"]) >= 50
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+    result = manage("check", HG_ENV_FILE=str(target))
+    assert result.returncode == 0, result.stderr
+    again = subprocess.run(["bash", str(ROOT / "scripts" / "write_env.sh"), str(target)], capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode == 0 and dict(line.split("=", 1) for line in target.read_text().splitlines()) == lines
