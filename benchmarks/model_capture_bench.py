@@ -6,7 +6,13 @@ model: a 512-token prefill and greedy generation of 128 tokens. GPU (only when C
 Llama-architecture model of about 1B parameters, decode at batch 1 and 16 and a 2,048-token prefill.
 
 Capture modes: `capture-4` = 4 layers dense (what SAE decode needs), `capture-all-topk` = every layer as top-k pairs.
-Timed: the forward/generate call (what the server's users wait for); the flush afterwards is reported separately.
+Timed: the forward/generate call with the hooks on until the model's CUDA stream is done (the model thread: what the
+server's users wait for); the capture's host copies run on a side stream and its copier and writer threads beside
+it. What the side stream still had to do after the model's stream finished is reported as "side-stream tail"; the
+flush afterwards (waiting for the writer to finish the trace) is reported separately and as "end to end incl. flush"
+(the same rounds with the flush time added). "staging per call" counts the capture's buffer allocations and
+host copies per timed call (after the warm-up call: a warm capture allocates nothing). `--smoke-cpu` forces the
+staged (GPU) path on the CPU, so those counts are checked without CUDA.
 
     HF_HUB_OFFLINE=1 python benchmarks/model_capture_bench.py [--rounds 3] [--store redis|memory] [--compress f16-zstd]
         [--threads 1]
@@ -32,7 +38,8 @@ import transformers  # noqa: E402
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from ingest.hooks import (COMPRESS_OPTIONS, CaptureConfig, CapturePipeline, InMemoryStore,  # noqa: E402
-                          RedisStore, attach, detach, find_layers)
+                          RedisStore, attach, detach, find_layers, read_shards)
+from ingest.hooks.torch_hooks import staging_stats  # noqa: E402
 
 TEXT = ("The capture library runs inside somebody else's inference server, so it has to be cheap, non-blocking "
         "and honest about what it drops when the store is slow. ")
@@ -44,8 +51,12 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.flush_ms: dict[str, list[float]] = {}
+        self.tail_ms: dict[str, list[float]] = {}
+        self.staging: dict[str, dict[str, int]] = {}  # mode -> summed staging_stats() deltas (+ "calls")
+        self.staged: bool | None = None  # attach's default (staged on CUDA); --smoke-cpu forces True
         self.dropped = 0
         self.summary: list[tuple[str, dict[str, float]]] = []
+        self.summary_e2e: dict[str, dict[str, float]] = {}
         self.deadline = time.perf_counter() + args.deadline_s if args.deadline_s else None
 
     def pipeline(self, summary: str) -> CapturePipeline:
@@ -62,14 +73,22 @@ class Bench:
         trace_ids = [f"t{b}" for b in range(batch)]
         for trace_id in trace_ids:
             pipeline.start_trace(trace_id)
-        handle = attach(model, pipeline, trace_ids, layers)
+        handle = attach(model, pipeline, trace_ids, layers, staged=self.staged)
+        before = _staging_total()
+        cpu, model_cpu = time.process_time(), time.thread_time()
         try:
-            seconds = timed(run)
+            seconds = timed(run, self.tail_ms.setdefault(mode, []))
         finally:
+            start = time.perf_counter()
             detach(handle)
-        start = time.perf_counter()
         envelopes = [pipeline.flush(trace_id) for trace_id in trace_ids]
         self.flush_ms.setdefault(mode, []).append((time.perf_counter() - start) * 1000)
+        model_cpu = time.thread_time() - model_cpu
+        counts = self.staging.setdefault(mode, {"calls": 0, "background_cpu_s": 0.0})
+        counts["calls"] += 1
+        counts["background_cpu_s"] += time.process_time() - cpu - model_cpu
+        for key, value in _staging_total().items():
+            counts[key] = counts.get(key, 0) + value - before.get(key, 0)
         self.dropped += sum(e["dropped"] for e in envelopes)
         if isinstance(pipeline.store, RedisStore):
             keys = [key for e in envelopes for key in e["shards"]]
@@ -84,9 +103,11 @@ class Bench:
         names = list(modes)
         began = time.perf_counter()
         results: dict[str, list[float]] = {name: [] for name in names}
-        for name in names:  # warm-up: allocator, kernels and the store's connection, not measured
+        for name in names:  # warm-up: allocator, kernels, capture buffers and the store's connection, not measured
             modes[name]()
         self.flush_ms.clear()
+        self.tail_ms.clear()
+        self.staging.clear()
         done = 0
         for round_index in range(self.args.rounds):
             if self.deadline is not None and done >= self.args.min_rounds and time.perf_counter() > self.deadline:
@@ -103,9 +124,29 @@ class Bench:
             median, best = statistics.median(results[name]), max(results[name])
             flush = self.flush_ms.pop(name, None)
             extra = f" | flush median {statistics.median(flush):.0f} ms" if flush else ""
+            tails = self.tail_ms.pop(name, None)
+            if tails:
+                extra += f" | side-stream tail median {statistics.median(tails):.2f} ms"
             rounds = " ".join(f"{value:.1f}" for value in results[name])
             print(f"{name:>18}: median {median:9.1f} ({100 * (1 - median / base):+6.2f}% lost) best {best:9.1f} "
                   f"({100 * (1 - best / base_best):+6.2f}% lost) [{rounds}]{extra}")
+            if flush and len(flush) == len(results[name]):
+                # the same rounds with the wait for the writer thread's flush added: a trace's shards are all
+                # stored only then, but the model thread is free as soon as the call returns (the line above)
+                ends = [tokens / (tokens / rate + ms / 1000) for rate, ms in zip(results[name], flush)]
+                e2e = statistics.median(ends)
+                print(f"{'':>18}  {name} end to end incl. flush: median {e2e:9.1f} ({100 * (1 - e2e / base):+6.2f}% "
+                      f"lost) best {max(ends):9.1f} ({100 * (1 - max(ends) / base_best):+6.2f}% lost)")
+                self.summary_e2e.setdefault(title, {})[name] = 100 * (e2e / base - 1)
+            counts = self.staging.pop(name, None)
+            if counts and counts["calls"]:
+                per = {key: value / counts["calls"] for key, value in counts.items()}
+                print(f"{'':>18}  {name} staging per call: host allocs {per.get('host_allocs', 0):.1f} "
+                      f"({per.get('host_bytes', 0) / 2**20:.1f} MiB; pinned on CUDA), device allocs "
+                      f"{per.get('device_allocs', 0):.1f} ({per.get('device_bytes', 0) / 2**20:.1f} MiB), host "
+                      f"copies {per.get('copies', 0):.1f} ({per.get('copy_bytes', 0) / 2**20:.2f} MiB), dropped "
+                      f"copies {per.get('dropped_copies', 0):.1f} | CPU of other threads (copier, writer, CUDA "
+                      f"runtime) {1000 * per['background_cpu_s']:.1f} ms")
         self.summary.append((title, {name: 100 * (statistics.median(results[name]) / base - 1) for name in names
                                      if name != "off"}))
         if "hidden_states" in results:
@@ -116,15 +157,32 @@ class Bench:
                           f"{statistics.median(results[name]) / hs:.3f}, best {max(results[name]) / hs_best:.3f}")
 
 
-def timed(run: Callable[[], Any]) -> float:
-    if torch.cuda.is_available():
+def timed(run: Callable[[], Any], tails: list[float] | None = None) -> float:
+    """Seconds from an idle device until the model's stream has finished `run()`; what other streams (the capture's
+    host copies) still had to do after that goes to `tails` (ms), outside the figure."""
+    cuda = torch.cuda.is_available()
+    if cuda:
         torch.cuda.synchronize()
     start = time.perf_counter()
     with torch.inference_mode():
         run()
-    if torch.cuda.is_available():
+    if cuda:
+        torch.cuda.current_stream().synchronize()
+    end = time.perf_counter()
+    if cuda:
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+        if tails is not None:
+            tails.append((time.perf_counter() - end) * 1000)
+    return end - start
+
+
+def _staging_total() -> dict[str, int]:
+    """`staging_stats()` summed over devices."""
+    total: dict[str, int] = {}
+    for counts in staging_stats().values():
+        for key, value in counts.items():
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 def copy_hidden_states(hidden_states: Any, layers: list[int]) -> list[np.ndarray]:
@@ -226,6 +284,7 @@ def gpu_section(bench: Bench, device: str = "cuda", shape: dict[str, int] | None
           f"{time.perf_counter() - start:.1f} s", flush=True)
     n_layers, vocab = shape["num_hidden_layers"], shape["vocab_size"]
     four = sorted({n_layers * i // 4 - 1 for i in range(1, 5)})  # 3, 7, 11, 15 for 16 layers
+    check_rows(bench, model, four, vocab, device)
     generator = torch.Generator().manual_seed(1)
     # prefill first: it is quick, so a run cut short by a time limit still has it
     if bench.args.prefill:
@@ -238,13 +297,56 @@ def gpu_section(bench: Bench, device: str = "cuda", shape: dict[str, int] | None
                       generate_modes(bench, model, prompt, bench.args.new_tokens, four))
 
 
+def check_rows(bench: Bench, model: Any, layers: list[int], vocab: int, device: str) -> None:
+    """Before timing: the capture's rows against the same generate call's `output_hidden_states` (batch 2, prefill
+    and decode, json shards so float32 is exact). Dense rows must be bit-identical; top-k rows must hold exactly the
+    reference values at their indices, with no larger magnitude left out (bf16 ties may pick either)."""
+    prompt = torch.randint(3, vocab, (2, 40), generator=torch.Generator().manual_seed(7)).to(device)
+    inner = [layer for layer in layers if layer + 1 < len(find_layers(model)[1])]  # HF's last entry is normed
+    for summary in ("dense", "topk"):
+        cfg = CaptureConfig("check", "check", summary=summary, topk=bench.args.topk, compress="json")
+        pipeline = CapturePipeline(cfg, store=InMemoryStore())
+        handle = attach(model, pipeline, ["a", "b"], inner, staged=bench.staged)
+        with torch.inference_mode():
+            out = model.generate(prompt, max_new_tokens=20, min_new_tokens=20, do_sample=False,
+                                 output_hidden_states=True, return_dict_in_generate=True)
+        detach(handle)
+        worst, dropped = 0.0, 0
+        for row, trace_id in enumerate(["a", "b"]):
+            envelope = pipeline.flush(trace_id)
+            dropped += envelope["dropped"]
+            captured = read_shards(pipeline.store, envelope["shards"])
+            for layer in inner:
+                ref = torch.cat([step[layer + 1][row] for step in out.hidden_states]).float().cpu().numpy()
+                tokens, rows = captured[layer]
+                assert tokens.tolist() == list(range(len(ref))), (summary, layer, len(tokens), len(ref))
+                if summary == "dense":
+                    worst = max(worst, float(np.abs(rows - ref).max()))
+                    continue
+                kept = rows != 0
+                assert (kept.sum(axis=1) <= min(bench.args.topk, ref.shape[1])).all()  # a kept 0 reads as 0
+                worst = max(worst, float(np.abs(np.where(kept, rows - ref, 0)).max()))
+                left = np.where(kept, 0, np.abs(ref)).max(axis=1)
+                assert (np.where(kept, np.abs(ref), np.inf).min(axis=1) >= left).all(), (summary, layer)
+        pipeline.close()
+        verdict = "OK" if worst == 0 and dropped == 0 else "MISMATCH"
+        print(f"capture check {summary}: {verdict} (layers {inner}, batch 2, 40 + 20 positions; max |row - "
+              f"output_hidden_states| {worst:.3g}, dropped {dropped})", flush=True)
+
+
 def print_summary(bench: Bench) -> None:
     """One line per measurement: % change of median tokens/s against capture off (negative = slower)."""
     if not bench.summary:
         return
-    print("\n== summary: % change of median tokens/s vs capture off (alternated rounds; negative = slower)")
+    print("\n== summary: % change of median tokens/s vs capture off (alternated rounds; negative = slower)\n"
+          "   model thread = the forward/generate call with hooks on, until the model's CUDA stream is done (what a "
+          "server's users wait for; the writer thread compresses beside it); +flush = that call plus detach and the "
+          "wait for the flush")
     for title, changes in bench.summary:
-        print(f"{title:>46}: " + "  ".join(f"{name} {change:+.2f}%" for name, change in changes.items()))
+        e2e = bench.summary_e2e.get(title, {})
+        print(f"{title:>46}: " + "  ".join(
+            f"{name} {change:+.2f}%" + (f" (+flush {e2e[name]:+.2f}%)" if name in e2e else "")
+            for name, change in changes.items()))
 
 
 def main() -> int:
@@ -282,6 +384,7 @@ def main() -> int:
     if not args.skip_cpu:
         cpu_section(bench)
     if args.smoke_cpu:
+        bench.staged = True  # the GPU staging path (pools, blocks, copier thread), without CUDA
         gpu_section(bench, "cpu", SMOKE_LLAMA)
     else:
         gpu_section(bench)

@@ -5,8 +5,9 @@ Without sae-lens the comparison uses the same formula written in torch and says 
 
 CPU: d_in=768, d_sae=24576, k=64 at T=64 and T=512; prints tokens/s, the ratio to SAELens, the bare float32 GEMM for
 reference, and whether the feature sets are identical. GPU (only when CUDA is available): d_in=4096, d_sae=131072,
-T=8192, k=64: ours (bf16 chunked addmm + top-k + fp32 rescoring) vs SAELens's default fp32 encode + topk vs the bare
-bf16 GEMM.
+T=8192, k=64: ours (bf16 addmm in row blocks + grouped top-k + fp32 rescoring) vs SAELens's default fp32 encode + topk
+vs the bare bf16 GEMM, both from input already on the device (`TorchTopK.topk_tensor`) and end to end from a numpy
+host array (`TorchTopK.topk`, what the service calls), with a breakdown and the host share.
 
 `--int8-probe` adds the measurements behind NOT shipping a two-stage CPU path (int8 candidates with a rigorous error
 bound, fp32 rescoring): the int8 GEMM time and how many candidates per row a provable bound leaves (see
@@ -173,14 +174,14 @@ def gpu_section(args) -> None:
         # on CUDA the library's default (bf16 candidates); on the CPU smoke test bf16 too, so the same path runs
         ours = TorchTopK(dictionary, device, None if cuda else torch.bfloat16)
         sync()
-        lap(f"TorchTopK prepared ({ours.dtype}, chunk_cols={ours.chunk_cols}, margin={ours.margin}; "
-            f"W32_T stride {tuple(ours.W32_T.stride())}, contiguous={ours.W32_T.is_contiguous()})")
+        lap(f"TorchTopK prepared ({ours.dtype}, block_elems={ours.block_elems} ({ours.block_rows()} rows), "
+            f"margin={ours.margin}; W32_T stride {tuple(ours.W32_T.stride())})")
         label, encode = saelens_encoder(folder, device)
         sync()
         lap("baseline encoder prepared")
         x = np.random.default_rng(1).standard_normal((T, d_in)).astype(np.float32)
         xt = torch.from_numpy(x).to(device)
-        W16 = ours.W_lo
+        sync()
 
         def timed(fn):
             def run():
@@ -188,46 +189,75 @@ def gpu_section(args) -> None:
                 sync()
             return best_of(run, args.repeats)
 
-        x16 = xt.to(ours.dtype)
+        def ref_host():  # the baseline end to end from the host array: pageable upload, encode, topk, download
+            r = torch.topk(encode(torch.from_numpy(x).to(device)), k, dim=-1)
+            return r.indices.cpu(), r.values.cpu()
+
+        x_lo = xt.to(ours.dtype)
         with torch.inference_mode():
-            t_gemm = timed(lambda: x16 @ W16)
+            t_gemm = timed(lambda: x_lo @ ours.W_lo)
             t_ref = timed(lambda: torch.topk(encode(xt), k, dim=-1))
-        t_ours = timed(lambda: ours.topk(x, k))
+            t_ref_host = timed(ref_host)
+        t_dev = timed(lambda: ours.topk_tensor(xt, k))
+        t_host = timed(lambda: ours.topk(x, k))
         idx, val = ours.topk(x, k)
+        d_idx, d_val = (a.cpu().numpy() for a in ours.topk_tensor(xt, k))
         ref = torch.topk(encode(xt), k, dim=-1)
         ref_idx, ref_val = ref.indices.cpu().numpy(), ref.values.cpu().numpy()
         del ref
         agree = same_features(idx, val, ref_idx, ref_val)
+        agree_dev = same_features(d_idx, d_val, ref_idx, ref_val)
         max_err = float(np.abs(val - np.maximum(ref_val, 0)).max())
+        gemm = str(ours.dtype).replace("torch.", "")
         print(f"baseline: {label}")
-        print(f"bare {str(ours.dtype).replace('torch.', '')} GEMM {T / t_gemm:10.0f} tok/s ({t_gemm * 1e3:7.1f} ms)")
-        print(f"saelens fp32   {T / t_ref:10.0f} tok/s ({t_ref * 1e3:7.1f} ms)")
-        print(f"ours           {T / t_ours:10.0f} tok/s ({t_ours * 1e3:7.1f} ms)  = {t_gemm / t_ours * 100:.0f}% of "
-              f"bare-GEMM throughput, {t_ref / t_ours:.2f}x SAELens; identical feature sets {agree * 100:.1f}% rows")
-        print(f"ours/GEMM time ratio {t_ours / t_gemm:.2f}x; ours/SAELens time ratio {t_ours / t_ref:.3f}; "
-              f"max |dv| vs fp32 reference {max_err:.2e}")
+        print(f"bare {gemm} GEMM      {T / t_gemm:10.0f} tok/s ({t_gemm * 1e3:7.1f} ms)  input on the device")
+        print(f"saelens fp32 device {T / t_ref:10.0f} tok/s ({t_ref * 1e3:7.1f} ms)  input on the device")
+        print(f"saelens fp32 host   {T / t_ref_host:10.0f} tok/s ({t_ref_host * 1e3:7.1f} ms)  numpy in, numpy out")
+        print(f"ours device input   {T / t_dev:10.0f} tok/s ({t_dev * 1e3:7.1f} ms)  = {t_dev / t_gemm:.2f}x bare-GEMM "
+              f"time (target <= 3x), fp32/ours time {t_ref / t_dev:.2f}x; identical feature sets "
+              f"{agree_dev * 100:.1f}% rows")
+        print(f"ours host numpy     {T / t_host:10.0f} tok/s ({t_host * 1e3:7.1f} ms)  = {t_host / t_gemm:.2f}x bare-GEMM "
+              f"time, fp32/ours time from host {t_ref_host / t_host:.2f}x; identical feature sets {agree * 100:.1f}% "
+              f"rows; max |dv| vs fp32 reference {max_err:.2e}")
+        x_ro = x.copy()
+        x_ro.flags.writeable = False  # the staging's other branch (numpy copy for read-only input)
+        ro_idx, ro_val = ours.topk(x_ro, k)
+        same_out = all(np.array_equal(a, b) for a, b in ((idx, d_idx), (val, d_val), (idx, ro_idx), (val, ro_val)))
+        print(f"check: host (writable and read-only) and device entry points give the same output: {same_out}")
 
-        # Where ours spends its time (same calls as TorchTopK.topk, pieces timed separately).
+        # Where ours spends its time (the calls TorchTopK makes, pieces timed separately on the whole input).
         with torch.inference_mode():
-            xd = torch.as_tensor(dictionary.sae_in(x), device=device)
             m = min(d_sae, k + ours.margin)
-            t_prep = timed(lambda: torch.as_tensor(ours.prepare(x), device=device))
-            t_cand = timed(lambda: ours.candidates(xd, m))
-            cand = ours.candidates(xd, m)
-            t_resc = timed(lambda: ours.rescore(xd, cand))
-        print(f"breakdown: host prepare + upload {t_prep * 1e3:.1f} ms | candidates (chunked addmm + topk {m}) "
-              f"{t_cand * 1e3:.1f} ms | fp32 rescoring {t_resc * 1e3:.1f} ms | rest (final topk, download) "
-              f"{(t_ours - t_prep - t_cand - t_resc) * 1e3:.1f} ms")
-        if not ours.W32_T.is_contiguous():
-            # Diagnostic only, NOT the library's path: the rescoring gathers rows of W32_T, which the library keeps
-            # as a transposed (column-major) view; a row-major copy shows what that layout costs.
-            ours.W32_T = ours.W32_T.contiguous()
-            with torch.inference_mode():
-                t_resc_c = timed(lambda: ours.rescore(xd, cand))
-            t_ours_c = timed(lambda: ours.topk(x, k))
-            print(f"diagnostic (not the library's path): with a row-major W32_T copy, rescoring "
-                  f"{t_resc_c * 1e3:.1f} ms (vs {t_resc * 1e3:.1f}), ours end to end {t_ours_c * 1e3:.1f} ms = "
-                  f"{T / t_ours_c:.0f} tok/s, {t_ours_c / t_gemm:.2f}x GEMM time")
+            t_prep = timed(lambda: ours.sae_in(xt))
+            xp = ours.sae_in(xt)
+            t_cand = timed(lambda: ours.candidates(xp, m))
+            cand = ours.candidates(xp, m)
+            t_resc = timed(lambda: ours.rescore(xp, cand))
+            t_up = timed(lambda: [None for _ in ours._upload(x)])  # the host path's staging alone, no decode
+            t_pageable = timed(lambda: torch.from_numpy(x).to(device))
+        t_check = timed(lambda: dictionary.check_input(x))  # SAEDecodeService.decode runs it before any backend
+        rest = t_dev - t_prep - t_cand - t_resc
+        print(f"breakdown (device input): prepare on device {t_prep * 1e3:.1f} ms | candidates (row blocks of "
+              f"{ours.block_rows()}: bf16 addmm + grouped top-{m}, group {ours.group or 'auto'}) {t_cand * 1e3:.1f} ms "
+              f"| fp32 rescoring {t_resc * 1e3:.1f} ms | rest (final topk, finiteness, outputs) {rest * 1e3:.1f} ms")
+        print(f"host share: upload alone via pinned staging {t_up * 1e3:.1f} ms ({x.nbytes / t_up / 1e9:.1f} GB/s; "
+              f"pageable .to(device) {t_pageable * 1e3:.1f} ms) | host numpy end to end minus device input "
+              f"{(t_host - t_dev) * 1e3:.1f} ms = {(t_host - t_dev) / t_host * 100:.0f}% of the host path | not in "
+              f"these figures: the service's host-side check_input before decoding {t_check * 1e3:.1f} ms")
+        # Diagnostics (not the library's defaults): plain torch.topk instead of the grouped selection, other blocks.
+        variants = [("plain torch.topk over d_sae (group=1)", {"group": 1})]
+        variants += [(f"block_elems 2^{e} ({max(1, (1 << e) // d_sae)} rows)", {"block_elems": 1 << e})
+                     for e in (26, 28) if (1 << e) != ours.block_elems]
+        for what, change in variants:
+            saved = {name: getattr(ours, name) for name in change}
+            for name, value in change.items():
+                setattr(ours, name, value)
+            t_var = timed(lambda: ours.topk_tensor(xt, k))
+            v_idx, v_val = (a.cpu().numpy() for a in ours.topk_tensor(xt, k))
+            for name, value in saved.items():
+                setattr(ours, name, value)
+            print(f"diagnostic: {what}: device input {t_var * 1e3:.1f} ms = {t_var / t_gemm:.2f}x GEMM; identical "
+                  f"feature sets {same_features(v_idx, v_val, ref_idx, ref_val) * 100:.1f}% rows")
         lap("measurements")
 
 

@@ -7,6 +7,7 @@ lease) and healed by the sweeper without any broker state.
 """
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from rest_framework_api_key.models import AbstractAPIKey
@@ -40,14 +41,16 @@ class ApiKey(AbstractAPIKey):
 
 
 class TraceStatus(models.TextChoices):
+    OPEN = "open"
     QUEUED = "queued"
     RUNNING = "running"
     COMPLETE = "complete"
     FAILED = "failed"
     CANCELED = "canceled"
+    EXPIRED = "expired"
 
 
-TERMINAL_STATUSES = (TraceStatus.COMPLETE, TraceStatus.FAILED, TraceStatus.CANCELED)
+TERMINAL_STATUSES = (TraceStatus.COMPLETE, TraceStatus.FAILED, TraceStatus.CANCELED, TraceStatus.EXPIRED)
 ACTIVE_STATUSES = (TraceStatus.QUEUED, TraceStatus.RUNNING)
 
 
@@ -74,8 +77,8 @@ class Stage(models.TextChoices):
 class Trace(models.Model):
     """One model response being explained.
 
-    A trace is `queued` from its first event; `finalized_at` marks the moment it stopped accepting events and was
-    handed to the chain. `run_id` names the current chain run: a replay starts a new run, and tasks of the old run
+    A trace is `open` from its first event until it is finalized (`finalized_at`, then `queued` for the chain), or
+    `expired` when it is not finalized within `TRACE_OPEN_TTL_S`. `run_id` names the current chain run: a replay starts a new run, and tasks of the old run
     then find nothing to claim.
 
     While a run is active, `stage` is the stage to run (or running) and `lease_until` the moment by which it must be
@@ -86,7 +89,7 @@ class Trace(models.Model):
 
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="traces")
     trace_id = models.CharField(max_length=128)
-    status = models.CharField(max_length=16, choices=TraceStatus.choices, default=TraceStatus.QUEUED)
+    status = models.CharField(max_length=16, choices=TraceStatus.choices, default=TraceStatus.OPEN)
     stage = models.CharField(max_length=16, choices=Stage.choices, blank=True)
     granularity = models.CharField(max_length=16, choices=Granularity.choices, default=Granularity.SENTENCE)
     model_name = models.CharField(max_length=200, blank=True)
@@ -107,10 +110,19 @@ class Trace(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "trace_id"], name="trace_unique_per_tenant")]
-        indexes = [models.Index(fields=["status", "updated"]), models.Index(fields=["status", "lease_until"])]
+        indexes = [
+            models.Index(fields=["status", "updated"]),
+            models.Index(fields=["status", "lease_until"]),
+            # The admin's trace list: newest first, for everyone or within one tenant, filtered by these columns.
+            models.Index(fields=["created", "id"], name="trace_newest"),
+            models.Index(fields=["tenant", "created", "id"], name="trace_tenant_newest"),
+            models.Index(fields=["status", "created"], name="trace_status_newest"),
+            models.Index(fields=["granularity", "created"], name="trace_granularity_newest"),
+            models.Index(fields=["model_name", "created"], name="trace_model_newest"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.tenant_id}/{self.trace_id}"
+        return f"{self.tenant.slug}/{self.trace_id}"
 
     @property
     def is_terminal(self) -> bool:
@@ -168,3 +180,20 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+
+class StaffTenant(models.Model):
+    """Confines a staff user to one tenant in the admin.
+
+    A linked staff user sees only that tenant's traces, events, explanations and dead letters; a superuser needs no
+    link and sees every tenant; a staff user with no link sees none. One tenant per user keeps the rule checkable.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_tenant")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="staff")
+
+    class Meta:
+        verbose_name = "tenant of a staff user"
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.tenant}"

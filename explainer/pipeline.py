@@ -6,22 +6,22 @@ libraries' own input errors) are permanent: the trace fails with the message, th
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import numpy as np
-import redis
 from django.conf import settings
 
 import attribution
 import hif
 import sae
-from ingest.activations import decode_inline_activations
 from ingest.hooks import ShardsMissing, read_shards
 
 from . import services
+from .activations import decode_inline_activations
 from .selectors import dictionary_catalog
+from .shards import shard_client
 from .artifacts import ArtifactStore
 from .models import Trace
 from .text import sentence_windows
@@ -40,8 +40,7 @@ def artifact_store() -> ArtifactStore:
 @cache
 def sae_service() -> "sae.SAEDecodeService":
     """The worker's decode service, pointed at the configured dictionary set."""
-    config = sae.SAEConfig.from_env()
-    return sae.SAEDecodeService(replace(config, dict_root=settings.DICT_ROOT, dict_name=settings.DICT_NAME))
+    return sae.SAEDecodeService(sae.SAEConfig.from_env(dict_root=settings.DICT_ROOT, dict_name=settings.DICT_NAME))
 
 
 @cache
@@ -52,11 +51,6 @@ def attribution_config() -> "attribution.AttributionConfig":
 @cache
 def hypergraph_config() -> "hif.HypergraphConfig":
     return hif.HypergraphConfig.from_env()
-
-
-@cache
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
 
 
 # --- load ----------------------------------------------------------------------------------------------
@@ -75,7 +69,7 @@ def _rows_of(payload: dict) -> dict[int, LayerRows]:
         rows = decode_inline_activations(payload)
         return {int(payload["layer"]): LayerRows(offset + np.arange(len(rows)), rows)}
     try:
-        shards = read_shards(_redis(), payload["shards"])
+        shards = read_shards(shard_client(), payload["shards"])
     except ShardsMissing as exc:
         raise PipelineError(f"activation shards expired or missing in Redis: {exc}") from None
     return {layer: LayerRows(offset + idx.astype(np.int64), rows) for layer, (idx, rows) in shards.items()}

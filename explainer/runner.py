@@ -11,7 +11,6 @@ import logging
 import random
 import threading
 import time
-import uuid
 from typing import Callable, TypeVar
 
 import kombu.exceptions
@@ -23,6 +22,7 @@ import sae
 
 from . import services
 from .artifacts import ArtifactMissing
+from .leases import owner_token
 from .models import Stage, Trace
 from .pipeline import PipelineError, public_message
 
@@ -97,7 +97,7 @@ class LeaseKeeper:
 def run_stage(stage: Stage, trace_pk: int, run_id: str, work: Callable[[Trace], object],
               finish: Callable[[Trace, str, object, float], bool] | None = None) -> None:
     """Claim `stage` of the run, do `work`, then advance the trace (or `finish` it) and publish the next stage."""
-    owner = uuid.uuid4().hex
+    owner = owner_token()
     claimed = retry_transient(
         lambda: services.trace_claim_stage(trace_pk=trace_pk, run_id=run_id, stage=stage, owner=owner),
         what=f"claiming {stage} of trace {trace_pk}")

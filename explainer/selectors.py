@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
+from django.db.models import F, QuerySet
 from django.http import Http404
 
 from sae import DictionaryError
 from sae.config import dictionary_layer_folder, dictionary_layers
 from sae.formats import read_spec
+from sae.labels import LABELS_FILE
 
 from .models import Explanation, Tenant, Trace
 
@@ -21,6 +24,22 @@ def trace_get(*, tenant: Tenant, trace_id: str) -> Trace:
     if trace is None:
         raise Http404(f"trace '{trace_id}' not found")
     return trace
+
+
+def trace_list(*, tenant: Tenant, status: str | None = None, granularity: str | None = None,
+               model: str | None = None, since: datetime | None = None) -> QuerySet[Trace]:
+    """The tenant's traces, newest first, narrowed by the filters; graph counts joined in, no document loaded."""
+    traces = Trace.objects.filter(tenant=tenant)
+    if status:
+        traces = traces.filter(status=status)
+    if granularity:
+        traces = traces.filter(granularity=granularity)
+    if model:
+        traces = traces.filter(model_name=model)
+    if since is not None:
+        traces = traces.filter(created__gte=since)
+    return traces.annotate(node_count=F("explanation__node_count"),
+                           incidence_count=F("explanation__incidence_count")).order_by("-created", "-id")
 
 
 def explanation_get(*, tenant: Tenant, trace_id: str) -> Explanation | None:
@@ -52,22 +71,35 @@ def trace_summary(*, trace: Trace) -> dict:
 
 
 @dataclass(frozen=True)
-class DictionaryCatalog:
-    """What the configured dictionary set can decode: its name and the input width of each layer.
+class DictionaryLayer:
+    d_in: int
+    d_sae: int
+    architecture: str
+    format: str
+    labelled: bool
 
-    A layer whose folder cannot be read has width None: events for it are accepted and the trace then fails with the
+
+@dataclass(frozen=True)
+class DictionaryCatalog:
+    """What the configured dictionary set can decode: its name and what each layer's dictionary is.
+
+    A layer whose folder cannot be read is None: events for it are accepted and the trace then fails with the
     dictionary's own error, which names the problem.
     """
 
     name: str
-    widths: dict[int, int | None]
+    layers: dict[int, DictionaryLayer | None]
+
+    @property
+    def widths(self) -> dict[int, int | None]:
+        return {layer: info.d_in if info else None for layer, info in self.layers.items()}
 
 
 _catalog: tuple[float, DictionaryCatalog] | None = None
 
 
 def dictionary_catalog(*, max_age_s: float = CATALOG_TTL_S) -> DictionaryCatalog:
-    """The configured dictionary set's layers and widths, read again from disk when older than `max_age_s`."""
+    """The configured dictionary set's layers, read again from disk when older than `max_age_s`."""
     global _catalog
     now = time.monotonic()
     if _catalog is None or now - _catalog[0] >= max_age_s:
@@ -76,10 +108,14 @@ def dictionary_catalog(*, max_age_s: float = CATALOG_TTL_S) -> DictionaryCatalog
 
 
 def _read_catalog(dict_root: str, name: str) -> DictionaryCatalog:
-    widths: dict[int, int | None] = {}
+    layers: dict[int, DictionaryLayer | None] = {}
     for layer in dictionary_layers(dict_root, name):
+        folder = dictionary_layer_folder(dict_root, name, layer)
         try:
-            widths[layer] = read_spec(dictionary_layer_folder(dict_root, name, layer)).d_in
+            spec = read_spec(folder)
         except DictionaryError:
-            widths[layer] = None
-    return DictionaryCatalog(name=name, widths=widths)
+            layers[layer] = None
+            continue
+        layers[layer] = DictionaryLayer(d_in=spec.d_in, d_sae=spec.d_sae, architecture=spec.architecture,
+                                        format=spec.format, labelled=(folder / LABELS_FILE).is_file())
+    return DictionaryCatalog(name=name, layers=layers)

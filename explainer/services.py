@@ -30,6 +30,8 @@ from .models import (
     Trace,
     TraceStatus,
 )
+from .leases import owner_is_gone
+from .shards import shard_keys, shards_delete
 
 logger = logging.getLogger(__name__)
 
@@ -88,15 +90,19 @@ def trace_start_run(*, trace: Trace) -> uuid.UUID:
 
 
 def trace_claim_stage(*, trace_pk: int, run_id: str, stage: Stage, owner: str) -> bool:
-    """Take the lease of a due stage; False when another holder has it, the run moved on or the trace finished."""
+    """Take the lease of a due stage; False when another live holder has it, the run moved on or the trace finished.
+
+    A lease held by a process of this host that has exited (a killed pool process whose message came straight back)
+    is taken over at once rather than after it expires.
+    """
     now = timezone.now()
-    free = Q(lease_owner="") | Q(lease_until__lt=now)
-    return bool(
-        Trace.objects.filter(free, pk=trace_pk, run_id=run_id, stage=stage, status__in=ACTIVE_STATUSES).update(
-            status=TraceStatus.RUNNING, lease_owner=owner, lease_until=_lease_end(), attempts=F("attempts") + 1,
-            updated=now,
-        )
-    )
+    due = Trace.objects.filter(pk=trace_pk, run_id=run_id, stage=stage, status__in=ACTIVE_STATUSES)
+    claim = {"status": TraceStatus.RUNNING, "lease_owner": owner, "lease_until": _lease_end(),
+             "attempts": F("attempts") + 1, "updated": now}
+    if due.filter(Q(lease_owner="") | Q(lease_until__lt=now)).update(**claim):
+        return True
+    holder = due.values_list("lease_owner", flat=True).first()
+    return bool(holder and owner_is_gone(holder) and due.filter(lease_owner=holder).update(**claim))
 
 
 def trace_renew_lease(*, trace_pk: int, owner: str) -> bool:
@@ -170,20 +176,26 @@ def trace_fail(*, trace_pk: int, run_id: str | None, stage: str, reason: str) ->
 class SweepResult:
     republished: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
+    expired: list[int] = field(default_factory=list)
 
 
 def traces_sweep(*, limit: int = 500) -> SweepResult:
-    """Publish again every due stage whose lease expired; fail runs whose stage keeps dying.
+    """Publish again every due stage whose lease expired or whose holder on this host died; fail runs whose stage
+    keeps dying; expire open traces.
 
     An expired lease means the stage's message was lost (broker outage, Redis restart) or its holder stopped renewing
-    (killed worker, database outage). Each re-publish first moves the lease forward by a conditional UPDATE, so two
+    (killed worker, database outage); a holder of this host that exited (its worker was killed) need not be waited
+    for. Each re-publish first moves the lease forward by a conditional UPDATE, so two
     sweepers, or a holder that comes back, never publish the same stage twice in one lease period.
     """
     now = timezone.now()
-    expired = (Trace.objects.filter(status__in=ACTIVE_STATUSES, finalized_at__isnull=False, lease_until__lt=now)
-               .order_by("lease_until").values_list("pk", "run_id", "stage", "attempts", "lease_until")[:limit])
+    expired = list(Trace.objects.filter(status__in=ACTIVE_STATUSES, finalized_at__isnull=False, lease_until__lt=now)
+                   .order_by("lease_until").values_list("pk", "run_id", "stage", "attempts", "lease_until")[:limit])
+    held = (Trace.objects.filter(status=TraceStatus.RUNNING, lease_until__gte=now).exclude(lease_owner="")
+            .values_list("pk", "run_id", "stage", "attempts", "lease_until", "lease_owner")[:limit])
+    orphaned = [row[:5] for row in held if owner_is_gone(row[5])]  # its holder on this host died (worker killed)
     result = SweepResult()
-    for pk, run_id, stage, attempts, lease_until in list(expired):
+    for pk, run_id, stage, attempts, lease_until in expired + orphaned:
         if attempts >= settings.STAGE_MAX_ATTEMPTS:
             reason = (f"stage {stage} was started {attempts} times without finishing (its worker was killed or "
                       f"stopped each time); giving up")
@@ -195,9 +207,32 @@ def traces_sweep(*, limit: int = 500) -> SweepResult:
         if taken:
             stage_publish(trace_pk=pk, run_id=str(run_id), stage=Stage(stage))
             result.republished.append(pk)
+    result.expired = traces_expire(limit=limit)
     if result.republished or result.failed:
         logger.warning("sweep: re-published %d stages, failed %d traces", len(result.republished), len(result.failed))
     return result
+
+
+def traces_expire(*, limit: int = 500) -> list[int]:
+    """End traces never finalized within `TRACE_OPEN_TTL_S` of their last event, and delete their capture shards.
+
+    Their events stay (an operator can still see what arrived); the shards would expire in Redis anyway, but a
+    client that gave up should not hold memory for the rest of the shards' TTL.
+    """
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.TRACE_OPEN_TTL_S)
+    stale = list(Trace.objects.filter(status=TraceStatus.OPEN, updated__lt=cutoff).order_by("updated")[:limit])
+    expired = []
+    for trace in stale:
+        ended = Trace.objects.filter(pk=trace.pk, status=TraceStatus.OPEN, updated=trace.updated).update(
+            status=TraceStatus.EXPIRED, finished_at=now, updated=now,
+            error=f"not finalized within TRACE_OPEN_TTL_S ({settings.TRACE_OPEN_TTL_S} s) of its last event")
+        if ended:
+            shards_delete(shard_keys(trace))
+            expired.append(trace.pk)
+    if expired:
+        logger.info("sweep: expired %d traces never finalized", len(expired))
+    return expired
 
 
 @dataclass

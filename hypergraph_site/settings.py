@@ -1,18 +1,35 @@
 """Settings, read once from the environment (https://django-environ.readthedocs.io/).
 
 Grouped by integration. Every value has a default that runs on a fresh machine (SQLite under var/,
-local file storage, Redis on localhost) so the README's run command needs no configuration.
+local file storage, Redis on localhost) so the README's run command needs no configuration. A `.env` file at the
+repository root (written by `scripts/setup.sh`) is read first; variables already in the environment win over it.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
+ENV_FILE = Path(os.environ.get("HG_ENV_FILE") or BASE_DIR / ".env")
 
-env = environ.Env()
+
+class _Env(environ.Env):
+    """django-environ, but a value that does not parse stops the process with one line naming it, not a traceback."""
+
+    def get_value(self, var, *args, **kwargs):
+        try:
+            return super().get_value(var, *args, **kwargs)
+        except (ValueError, TypeError) as exc:
+            raise SystemExit(f"hypergraph-sidecar: {var}={os.environ.get(var)!r} is not valid ({exc}); fix it in "
+                             f"the environment or in {ENV_FILE}") from None
+
+
+env = _Env()
+if ENV_FILE.is_file():
+    env.read_env(str(ENV_FILE))
 
 # --- Core -------------------------------------------------------------------------------------------
 DEV_MODE = env.bool("DEV_MODE", default=False)
@@ -21,7 +38,8 @@ SECRET_KEY = env.str("SECRET_KEY", default="") or (
     "dev-insecure-secret-key-DO-NOT-USE-IN-PRODUCTION" if DEV_MODE else ""
 )
 if not SECRET_KEY:
-    raise environ.ImproperlyConfigured("Set SECRET_KEY (or DEV_MODE=1 for a local, insecure default).")
+    raise SystemExit("hypergraph-sidecar: SECRET_KEY is not set. Run `bash scripts/setup.sh` (it writes one to .env), "
+                     "export SECRET_KEY=..., or set DEV_MODE=1 for a local, insecure default.")
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 
@@ -36,13 +54,17 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_api_key",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "explainer",
     "ingest",
+    "hypergraph_site.demo",
 ]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "hypergraph_site.api.errors.StripApiSlashMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -73,6 +95,11 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------------------
 # https://django-environ.readthedocs.io/en/latest/types.html#environ-env-db-url
 DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+# Persistent connections: opening one costs a PostgreSQL backend per request, more than the accept itself. Health
+# checks at request start drop a connection broken by a database restart instead of failing the request with it.
+# https://docs.djangoproject.com/en/stable/ref/databases/#persistent-connections
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The demo runs a web server and a worker against one SQLite file; wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
@@ -84,8 +111,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Storage ----------------------------------------------------------------------------------------
 # Intermediate stage artifacts (activations, decoded features) live here between chain stages.
 ARTIFACT_ROOT = Path(env.str("ARTIFACT_ROOT", default=str(VAR_DIR / "artifacts")))
+
+# --- Static files -----------------------------------------------------------------------------------
+# The web process serves them itself (https://whitenoise.readthedocs.io/en/stable/django.html): gunicorn serves
+# none, and the admin and the graph view need theirs. `scripts/setup.sh` runs collectstatic into STATIC_ROOT.
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# In dev mode files are also found in the apps' static folders, so a checkout is styled before any collectstatic.
+WHITENOISE_USE_FINDERS = DEV_MODE or DEBUG
 
 # --- Redis and Celery -------------------------------------------------------------------------------
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html
@@ -113,6 +150,8 @@ STAGE_MAX_ATTEMPTS = env.int("STAGE_MAX_ATTEMPTS", default=3)
 TASK_RETRY_WINDOW_S = env.int("TASK_RETRY_WINDOW_S", default=120)
 # A trace dead-lettered this many times is quarantined: replays skip it.
 DEAD_LETTER_MAX_REPLAYS = env.int("DEAD_LETTER_MAX_REPLAYS", default=3)
+# A trace not finalized within this many seconds of its last event expires (its capture shards are deleted).
+TRACE_OPEN_TTL_S = env.int("TRACE_OPEN_TTL_S", default=3600)
 # Seconds a client is asked to wait when a dependency (Redis, the database) is down.
 RETRY_AFTER_S = env.int("RETRY_AFTER_S", default=5)
 
@@ -139,11 +178,11 @@ DICT_NAME = env.str("DICT_NAME", default="sample")
 # --- REST framework and OpenAPI ---------------------------------------------------------------------
 # https://www.django-rest-framework.org/api-guide/settings/
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["ingest.auth.TenantApiKeyAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["hypergraph_site.api.auth.TenantApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "ingest.errors.exception_handler",
+    "EXCEPTION_HANDLER": "hypergraph_site.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     # `?format=` selects a graph export format on /v1/traces/<id>/graph, not a renderer.
     "URL_FORMAT_OVERRIDE": None,
@@ -153,6 +192,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Ingest captured activations and read explained traces as HIF hypergraphs.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the drf-spectacular-sidecar package, served by us: API docs load nothing from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Logging ----------------------------------------------------------------------------------------

@@ -12,10 +12,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from explainer.models import Scope
+from hypergraph_site.api.auth import HasScope
+from hypergraph_site.api.broker import BrokerUnavailable
+from hypergraph_site.api.errors import error_response
 
-from .auth import HasScope
-from .errors import error_response
-from .services import BrokerUnavailable, TraceFinished, event_accept
+from .services import TraceConflict, TraceFinished, event_accept
 from .validation import EventInvalid, parse_body, validate_event
 
 ErrorSerializer = inline_serializer(
@@ -53,7 +54,8 @@ class IngestApi(APIView):
                                                                "its limit, a layer or width the dictionary lacks"),
             401: OpenApiResponse(ErrorSerializer, description="No or unknown API key"),
             403: OpenApiResponse(ErrorSerializer, description="Key lacks traces:write"),
-            409: OpenApiResponse(ErrorSerializer, description="Trace already finalized"),
+            409: OpenApiResponse(ErrorSerializer, description="Trace already finalized or expired, or a second, "
+                                                               "different completion"),
             413: OpenApiResponse(ErrorSerializer, description="Body over INGEST_MAX_BODY_BYTES"),
             503: OpenApiResponse(ErrorSerializer, description="Redis or the database unreachable; nothing was "
                                                                "stored, retry after Retry-After"),
@@ -81,6 +83,8 @@ class IngestApi(APIView):
                                   headers={"Retry-After": str(settings.RETRY_AFTER_S)})
         except TraceFinished as exc:
             return error_response(409, str(exc), path="trace_id")
+        except TraceConflict as exc:
+            return error_response(409, str(exc), path="payload")
         trace = result.trace
         return Response(
             {

@@ -10,15 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from functools import cache
 
-import redis
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from explainer.models import Trace, TraceEvent
+from explainer.models import Trace, TraceEvent, TraceStatus
+from hypergraph_site.api.broker import broker_check
 from explainer.selectors import dictionary_catalog
 from explainer.services import trace_start_run
 from explainer.text import tokenize
@@ -26,31 +25,18 @@ from explainer.text import tokenize
 from .validation import EventInvalid, IngestEvent
 
 
-class BrokerUnavailable(Exception):
-    """Redis cannot be reached; nothing was written, the client should retry later."""
-
-
 class TraceFinished(Exception):
-    """The trace no longer accepts events (it was finalized)."""
+    """The trace no longer accepts events (it was finalized, or expired)."""
+
+
+class TraceConflict(Exception):
+    """The event contradicts one the trace already has (a second, different completion)."""
 
 
 @dataclass(frozen=True)
 class AcceptResult:
     trace: Trace
     duplicate: bool
-
-
-@cache
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
-
-
-def broker_check() -> None:
-    """Ping Redis before any write, so an outage gives a clean 503 instead of a trace that can never run."""
-    try:
-        _redis().ping()
-    except redis.RedisError as exc:
-        raise BrokerUnavailable(str(exc)) from exc
 
 
 def event_hash(event: IngestEvent) -> str:
@@ -86,10 +72,13 @@ def _accept(tenant, event: IngestEvent, digest: str) -> AcceptResult:
             return AcceptResult(trace=trace, duplicate=True)
         if trace is not None and trace.finalized_at is not None:
             raise TraceFinished(f"trace '{trace.trace_id}' is {trace.status} and accepts no more events")
+        if trace is not None and trace.status == TraceStatus.EXPIRED:
+            raise TraceFinished(f"trace '{trace.trace_id}' expired: it was not finalized within TRACE_OPEN_TTL_S "
+                                f"({settings.TRACE_OPEN_TTL_S} s); send its events under a new trace id")
         summary = _summary(trace, event)
         if trace is None:
             trace = Trace.objects.create(tenant=tenant, trace_id=event.trace_id, **summary)
-        elif summary:
+        else:  # also when nothing else changes: `updated` dates the last event, for TRACE_OPEN_TTL_S
             Trace.objects.filter(pk=trace.pk).update(**summary, updated=timezone.now())
         TraceEvent.objects.create(
             trace=trace, event_type=event.event_type, event_hash=digest,
@@ -110,6 +99,9 @@ def _summary(trace: Trace | None, event: IngestEvent) -> dict:
     if event.granularity:
         changes["granularity"] = event.granularity
     if event.event_type == "completion":
+        if token_count is not None:
+            raise TraceConflict(f"trace '{trace.trace_id}' already has a different completion event; a trace "
+                                f"explains one response, so send this one under a new trace id")
         payload = event.payload
         tokens = payload.get("tokens")
         count = len(tokens) if tokens is not None else len(tokenize(payload["text"]))

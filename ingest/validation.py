@@ -16,7 +16,7 @@ from django.conf import settings
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from .activations import ActivationDataError, decode_inline_activations
+from explainer.activations import ActivationDataError, decode_inline_activations
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "event.schema.json"
 

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -88,19 +89,26 @@ class SAEConfig:
         object.__setattr__(self, "dict_root", Path(self.dict_root))
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> SAEConfig:
+    def from_env(cls, env: Mapping[str, str] | None = None, **given: Any) -> SAEConfig:
+        """Read the settings from `env` (os.environ by default); fields in `given` are taken as they are, not read.
+
+        An application that already read `DICT_ROOT`/`DICT_NAME` once (Django's settings) passes them here, so the
+        variables are read in one place.
+        """
         env = os.environ if env is None else env
-        return cls(
-            dict_root=Path(env.get("DICT_ROOT") or "var/dicts"),
-            dict_name=env.get("DICT_NAME") or "sample",
-            topk=_int(env, "SAE_TOPK", 64),
-            tile_rows=_int(env, "SAE_TILE_ROWS", 256),
-            device=(env.get("SAE_DEVICE") or "auto").strip().lower(),
-            batch_size=_int(env, "SAE_BATCH_SIZE", 8),
-            max_wait_ms=_float(env, "SAE_MAX_WAIT_MS", 2.0),
-            cache_layers=_int(env, "SAE_CACHE_LAYERS", 4),
-            enable_service=(env.get("ENABLE_SAE_SERVICE", "1").strip().lower() not in ("0", "false", "no", "off")),
-        )
+        read = {
+            "dict_root": lambda: Path(env.get("DICT_ROOT") or "var/dicts"),
+            "dict_name": lambda: env.get("DICT_NAME") or "sample",
+            "topk": lambda: _int(env, "SAE_TOPK", 64),
+            "tile_rows": lambda: _int(env, "SAE_TILE_ROWS", 256),
+            "device": lambda: (env.get("SAE_DEVICE") or "auto").strip().lower(),
+            "batch_size": lambda: _int(env, "SAE_BATCH_SIZE", 8),
+            "max_wait_ms": lambda: _float(env, "SAE_MAX_WAIT_MS", 2.0),
+            "cache_layers": lambda: _int(env, "SAE_CACHE_LAYERS", 4),
+            "enable_service": lambda: env.get("ENABLE_SAE_SERVICE", "1").strip().lower() not in ("0", "false", "no",
+                                                                                                  "off"),
+        }
+        return cls(**{name: given[name] if name in given else value() for name, value in read.items()})
 
     def layer_folder(self, layer: int) -> Path:
         """The folder holding the dictionary of one captured layer."""

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from sae.architectures import get_architecture
+from sae.architectures.base import Scoring
 from sae.errors import DictionaryError
 from sae.formats import read_spec
 from sae.normalization import normalize
@@ -61,16 +62,21 @@ class SAEDictionary:
         return (f"SAEDictionary(format={self.format!r}, architecture={self.architecture!r}, d_in={self.d_in}, "
                 f"d_sae={self.d_sae}, folder='{self.folder}')")
 
+    def check_shape(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """The [T, d_in] shape of activations of `shape` ([T, d_in] or [d_in]); DictionaryError when the width does
+        not fit. Separate from the values check so a device path can check the values where they are."""
+        if len(shape) == 1:
+            shape = (1, *shape)
+        if len(shape) != 2 or shape[1] != self.d_in:
+            raise DictionaryError(
+                f"activations have shape {list(shape)} but the dictionary expects d_in={self.d_in} "
+                f"(wrong layer, model or dictionary?)", format=self.format, file=self.spec.weights_file)
+        return int(shape[0]), int(shape[1])
+
     def check_input(self, acts: np.ndarray) -> np.ndarray:
         """acts: [T, d_in] (or [d_in]) -> float32 [T, d_in]; DictionaryError when the width or values do not fit."""
         x = np.asarray(acts)
-        if x.ndim == 1:
-            x = x[None, :]
-        if x.ndim != 2 or x.shape[1] != self.d_in:
-            raise DictionaryError(
-                f"activations have shape {list(x.shape)} but the dictionary expects d_in={self.d_in} "
-                f"(wrong layer, model or dictionary?)", format=self.format, file=self.spec.weights_file)
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x.reshape(self.check_shape(x.shape)), dtype=np.float32)
         if not np.isfinite(x).all():
             raise DictionaryError("activations contain NaN or Inf", format=self.format, file=self.spec.weights_file)
         return x
@@ -88,10 +94,15 @@ class SAEDictionary:
         """acts: [T, d_in] -> dense feature activations [T, d_sae] (the source library's encode; small inputs)."""
         return np.asarray(self._arch.encode(self.sae_in(acts), self.spec), dtype=np.float32)
 
+    def scoring(self) -> Scoring:
+        """The architecture's affine map + elementwise step (see `sae.architectures.base`), for a backend that builds
+        its own operands (the torch path) without the CPU path's padded copy of W."""
+        return self._arch.scoring(self.spec)
+
     def fast_path(self) -> CPUTopK:
         with self._lock:
             if self._fast is None:
-                self._fast = CPUTopK(self._arch.scoring(self.spec), self.d_in, self.d_sae)
+                self._fast = CPUTopK(self.scoring(), self.d_in, self.d_sae)
             return self._fast
 
     def topk(self, acts: np.ndarray, k: int, *, tile_rows: int = DEFAULT_TILE_ROWS) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ import numpy as np
 from sae.config import dictionary_layer_folder
 from sae.dictionary import load_dictionary
 from sae.labels import save_labels
-from sae.training import Corpus, capture
+from sae.training import ActivationSource, Corpus
 
 CONTEXTS_FILE = "feature_contexts.json"
 FUNCTION_WORDS = frozenset(
@@ -120,16 +120,16 @@ def context_text(corpus: Corpus, row: int, before: int, after: int) -> str:
     return " ".join(parts)
 
 
-def label_features(cfg: LabelConfig, *, show_progress: bool = True, echo: Callable[[str], None] = print
-                   ) -> LabelResult:
+def label_features(cfg: LabelConfig, source: ActivationSource, *, show_progress: bool = True,
+                   echo: Callable[[str], None] = print) -> LabelResult:
     """Capture the corpus, decode it with the dictionary's fast top-k, and write labels.json + contexts."""
     from rich.progress import Progress
 
     started = time.perf_counter()
     dictionary = load_dictionary(cfg.folder)
     with Progress(disable=not show_progress) as bar:
-        task = bar.add_task("capture MiniLM activations", total=cfg.max_tokens)
-        corpus = capture(cfg.layer, cfg.max_tokens, cfg.seq_len, progress=lambda n: bar.advance(task, n))
+        task = bar.add_task(f"capture {source.model_name} activations", total=cfg.max_tokens)
+        corpus = source.capture(cfg.layer, cfg.max_tokens, cfg.seq_len, lambda n: bar.advance(task, n))
         bar.update(task, completed=cfg.max_tokens)
     k = dictionary.k or 64
     indices, values = dictionary.topk(corpus.acts, k)

@@ -61,8 +61,6 @@ class SAEDecodeService:
                  loader: Callable[[Path], SAEDictionary] = load_dictionary) -> None:
         self.config = config or SAEConfig.from_env()
         self._loader = loader
-        self._topk = self.config.topk
-        self._cache_layers = self.config.cache_layers
         self._cache: OrderedDict[int, SAEDictionary] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._queues: dict[int, _LayerQueue] = {}
@@ -70,25 +68,8 @@ class SAEDecodeService:
         self.backend: Backend = select_backend(self.config.device)
         self.batches: list[int] = []
 
-    # runtime overrides (the backpressure controller turns these knobs)
-    @property
-    def topk(self) -> int:
-        return self._topk
-
-    def set_topk(self, k: int) -> None:
-        if int(k) < 1:
-            raise ValueError("topk must be >= 1")
-        self._topk = int(k)
-
-    def set_cache_layers(self, n: int) -> None:
-        if int(n) < 1:
-            raise ValueError("cache_layers must be >= 1")
-        with self._cache_lock:
-            self._cache_layers = int(n)
-            self._evict()
-
     def _evict(self) -> None:
-        while len(self._cache) > self._cache_layers:
+        while len(self._cache) > self.config.cache_layers:
             layer, dictionary = self._cache.popitem(last=False)
             self.backend.forget(dictionary)
             log.info("sae: evicted layer %s from the dictionary cache", layer)
@@ -120,7 +101,7 @@ class SAEDecodeService:
         started = time.perf_counter()
         dictionary = self.dictionary(layer)
         x = dictionary.check_input(acts)
-        k = int(topk or self._topk)
+        k = int(topk or self.config.topk)
         if self.config.enable_service:
             indices, values, device = self._submit(int(layer), dictionary, _Request(x, k))
         else:
@@ -190,16 +171,3 @@ class SAEDecodeService:
         finally:
             for r in batch:
                 r.done.set()
-
-
-_service: SAEDecodeService | None = None
-_service_lock = threading.Lock()
-
-
-def get_service() -> SAEDecodeService:
-    """The process-wide service, built from `SAEConfig.from_env()` on first use."""
-    global _service
-    with _service_lock:
-        if _service is None:
-            _service = SAEDecodeService(SAEConfig.from_env())
-        return _service

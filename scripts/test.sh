@@ -8,6 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev,model
 bash scripts/services.sh
+# The browser tests drive Debian's chromium with Playwright (which cannot download a browser of its own here).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "==> installing chromium"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 export DEV_MODE=1
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/15}"

@@ -3,7 +3,8 @@
 Cost model on the caller's (model server's) thread: `capture_token` takes an owned snapshot, appends it to the
 layer's open window and, every `window_size` tokens, hands the window to the store as one job (`queue.put_nowait`).
 Summaries (top-k), encoding and I/O happen on the writer thread. One thread captures a given trace at a time
-(the thread generating it); different traces may be captured from different threads.
+(the thread generating it, or on the GPU path of `attach` its copier thread, which `flush` waits for); different
+traces may be captured from different threads.
 
 `dropped` counts rows (one token at one layer) that did not reach the store: queue full, write failed, encoding
 failed, or still in flight when `flush` gave up waiting. Drops are logged once per trace.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from .codec import Shard, encode_shard
@@ -45,6 +47,7 @@ class _Trace:
         self.next_window: dict[int, int] = {}
         self.token_set: set[int] = set()
         self.d_model: int | None = None
+        self.feeders: list[Callable[[str, float], int]] = []
         self.cond = threading.Condition()
         self.written: list[tuple[int, int, str]] = []
         self.pending_jobs = 0
@@ -154,8 +157,9 @@ class CapturePipeline:
 
     def capture_block(self, trace_id: str, start_idx: int, rows: np.ndarray | Deferred, layer: int, *,
                       width: int | None = None, copy: bool = True) -> None:
-        """Capture consecutive tokens `start_idx ..` of one layer at once: `rows: [n, d]` numpy array, or a deferred
-        block (`len()`, row slicing, `materialize()`) from the GPU path. `copy=False` hands ownership over."""
+        """Capture consecutive tokens `start_idx ..` of one layer at once: `rows: [n, d]` numpy array, `TopkRows`
+        (pass `width`), or a deferred block (`len()`, row slicing, `materialize()`). `copy=False` hands ownership
+        over."""
         if not self.wants_layer(layer):
             return
         trace = self._traces.get(trace_id) or self._trace(trace_id)
@@ -177,6 +181,12 @@ class CapturePipeline:
             taken += take
             if window.count >= self.cfg.window_size:
                 self._submit(trace, layer, window)
+
+    def add_feeder(self, trace_id: str, drain: Callable[[str, float], int]) -> None:
+        """Register a source that captures into `trace_id` from its own thread (`attach`'s GPU path: rows still in
+        device-to-host copies). `flush` first calls `drain(trace_id, timeout_s)`, which delivers what is in flight
+        and returns how many rows it could not (counted as dropped)."""
+        self._trace(trace_id).feeders.append(drain)
 
     def drop_rows(self, trace_id: str, rows: int, reason: str) -> None:
         """Count rows lost before reaching the pipeline (e.g. no free pinned buffer on the GPU path)."""
@@ -209,7 +219,8 @@ class CapturePipeline:
                 trace.drop(job.rows, "capture queue full: store slow or down")
 
     def flush(self, trace_id: str) -> dict[str, Any]:
-        """Close the trace's open windows, wait (at most `cfg.flush_timeout_s`) for its shards, return the envelope.
+        """Drain the trace's feeders, close its open windows, wait (at most `cfg.flush_timeout_s` for all of it) for
+        its shards, return the envelope.
 
         The envelope is the `activations` event payload of `POST /ingest`. Shards still unwritten at the deadline
         are counted in `dropped` and left out of `shards`, so every listed key was acknowledged by the store.
@@ -217,10 +228,16 @@ class CapturePipeline:
         trace = self._traces.get(trace_id)
         if trace is None:
             raise KeyError(f"capture: unknown trace {trace_id!r} (never started or already flushed)")
+        deadline = time.monotonic() + self.cfg.flush_timeout_s
+        for drain in trace.feeders:
+            lost = drain(trace_id, max(0.0, deadline - time.monotonic()))
+            if lost:
+                with trace.cond:
+                    trace.drop(lost, f"rows still in device-to-host copies {self.cfg.flush_timeout_s}s after flush")
         for layer, window in list(trace.windows.items()):
             self._submit(trace, layer, window)
         with trace.cond:
-            trace.cond.wait_for(lambda: trace.pending_jobs == 0, timeout=self.cfg.flush_timeout_s)
+            trace.cond.wait_for(lambda: trace.pending_jobs == 0, timeout=max(0.0, deadline - time.monotonic()))
             if trace.pending_jobs:
                 trace.drop(trace.pending_rows, f"shards not written within {self.cfg.flush_timeout_s}s of flush")
             trace.closed = True

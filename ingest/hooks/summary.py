@@ -31,6 +31,9 @@ class TopkRows:
     def __getitem__(self, rows: slice) -> "TopkRows":
         return TopkRows(self.indices[rows], self.values[rows], self.d_model)
 
+    def __len__(self) -> int:
+        return len(self.values)
+
 
 class Deferred(Protocol):
     """Rows whose bytes are still in flight (e.g. a non-blocking device-to-host copy); the writer thread waits."""

@@ -18,7 +18,7 @@ def dictionary_root(settings, tmp_path, monkeypatch):
 @pytest.fixture
 def sample_dictionary(dictionary_root, monkeypatch):
     """The sample dictionary (layer 6, width 384) installed as the configured set."""
-    from explainer.samples import write_dictionary
+    from hypergraph_site.demo.samples import write_dictionary
 
     folder = write_dictionary(dictionary_root, name="sample")
     monkeypatch.setattr(selectors, "_catalog", None)

@@ -18,14 +18,14 @@ def test_readyz_checks_database_and_redis():
 
 
 def test_readyz_is_503_when_redis_is_unreachable():
-    from ingest import services
+    from hypergraph_site.api import broker
 
     with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
-        services._redis.cache_clear()
+        broker._redis.cache_clear()
         try:
             response = Client().get("/readyz")
         finally:
-            services._redis.cache_clear()
+            broker._redis.cache_clear()
     assert response.status_code == 503
     assert response.json()["checks"]["redis"].startswith("error")
 

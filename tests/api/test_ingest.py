@@ -99,7 +99,8 @@ def test_schema_violations_are_400_with_path(writer, body, path):
     ({"data": _f16(np.ones(7))}, "do not match shape"),
     ({"data": "!!!not base64!!!"}, "invalid base64"),
     ({"data": _f16([[np.nan, 1, 1, 1], [1, 1, 1, 1]])}, "NaN or Inf"),
-    ({"data": _f16([[np.inf, 1, 1, 1], [1, 1, 1, 1]])}, "NaN or Inf"),
+    ({"data": _f16([[np.inf, 1, 1, 1], [1, 1, 1, 1]])}, "NaN or Inf (first at [0, 0])"),
+    ({"encoding": "json", "data": [[1e39, 1, 1, 1], [1, 1, 1, 1]]}, "value 1e+39 at [0, 0] is out of float32 range"),
     ({"encoding": "json", "data": [[1, 2, 3, 4], [1, 2, 3]]}, "rectangular"),
     ({"encoding": "json", "data": [["a", "b", "c", "d"], ["a", "b", "c", "d"]]}, "numbers only"),
     ({"encoding": "json", "data": [[True, False, True, False], [True, False, True, False]]}, "numbers only"),
@@ -223,11 +224,11 @@ def test_key_without_write_scope_is_403(charlie, client_for):
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server to start and stop")
 def test_redis_stopped_is_503_with_retry_after_and_no_rows(alice, client_for):
     """A real Redis server is started for this test, then shut down: the next request must write nothing."""
-    from ingest import services
+    from hypergraph_site.api import broker
 
     writer = client_for(alice[1])
     with private_redis() as server, override_settings(REDIS_URL=server.url):
-        services._redis.cache_clear()
+        broker._redis.cache_clear()
         try:
             assert post(writer, completion("up")).status_code == 202
             server.stop()
@@ -235,8 +236,30 @@ def test_redis_stopped_is_503_with_retry_after_and_no_rows(alice, client_for):
             response = post(writer, completion("down", final=True))
             after = (Trace.objects.count(), TraceEvent.objects.count())
         finally:
-            services._redis.cache_clear()
+            broker._redis.cache_clear()
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
     assert before == after
     assert not Trace.objects.filter(trace_id="down").exists()
+
+
+def test_a_trailing_slash_reaches_the_same_endpoint(writer):
+    response = writer.post("/ingest/", data=json.dumps(completion()), content_type="application/json")
+    assert response.status_code == 202
+    assert writer.get("/v1/traces/t-1/").json()["status"] == "open"
+
+
+def test_a_second_different_completion_is_409_naming_the_conflict(writer):
+    assert post(writer, completion()).status_code == 202
+    assert post(writer, completion()).status_code == 202  # the same one again is only acknowledged
+    response = post(writer, completion(text="Something else."))
+    assert response.status_code == 409
+    [error] = response.json()["errors"]
+    assert error["path"] == "payload" and "already has a different completion" in error["message"]
+
+
+def test_events_for_an_expired_trace_are_409(writer):
+    post(writer, completion())
+    Trace.objects.filter(trace_id="t-1").update(status="expired")
+    response = post(writer, activations())
+    assert response.status_code == 409 and "TRACE_OPEN_TTL_S" in response.json()["errors"][0]["message"]

@@ -20,7 +20,7 @@ def test_owner_reads_status_and_counts(alice, alice_trace, client_for):
     response = client_for(alice[1]).get("/v1/traces/t-1")
     assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "queued" and body["granularity"] == "sentence"
+    assert body["status"] == "open" and body["granularity"] == "sentence"
     assert body["counts"]["events"] == 0 and body["error"] is None
 
 
@@ -40,7 +40,7 @@ def test_read_needs_a_key(alice_trace, client_for):
 def test_graph_is_202_while_not_finished(alice, alice_trace, client_for):
     response = client_for(alice[1]).get("/v1/traces/t-1/graph")
     assert response.status_code == 202
-    assert response.json()["status"] == "queued"
+    assert response.json()["status"] == "open"
 
 
 def test_graph_of_failed_trace_is_409_with_reason(alice, alice_trace, client_for):
@@ -176,3 +176,55 @@ def test_same_trace_id_neuronpedia_graph_is_the_readers_own(reader, reader_clien
     assert graph["metadata"]["prompt_tokens"][-len(tokens):] == tokens
     clerps = {node["clerp"] for node in graph["nodes"]}
     assert own_labels <= clerps and not other_labels & clerps
+
+
+def test_list_is_newest_first_filtered_and_cursor_paginated(alice, bob, client_for):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    tenant = alice[0]
+    for i in range(5):
+        Trace.objects.create(tenant=tenant, trace_id=f"l-{i}", model_name="m" if i % 2 else "n",
+                             status=TraceStatus.COMPLETE if i < 3 else TraceStatus.OPEN)
+    Trace.objects.create(tenant=bob[0], trace_id="bobs", model_name="m")
+    Trace.objects.filter(trace_id="l-0").update(created=timezone.now() - timedelta(days=3))
+    client = client_for(alice[1])
+
+    first = client.get("/v1/traces?limit=2").json()
+    assert [t["trace_id"] for t in first["results"]] == ["l-4", "l-3"]
+    second = client.get(first["next"]).json()
+    third = client.get(second["next"]).json()
+    assert [t["trace_id"] for t in second["results"] + third["results"]] == ["l-2", "l-1", "l-0"]
+    assert third["next"] is None
+
+    def ids(query: str) -> list[str]:
+        return [t["trace_id"] for t in client.get(f"/v1/traces/?{query}").json()["results"]]
+
+    assert ids("status=complete") == ["l-2", "l-1", "l-0"]
+    assert ids("model=m") == ["l-3", "l-1"]
+    since = (timezone.now() - timedelta(days=1)).isoformat()
+    assert "l-0" not in ids(f"since={since.replace('+', '%2B')}")
+    item = client.get("/v1/traces?status=complete&limit=1").json()["results"][0]
+    assert set(item) >= {"trace_id", "status", "nodes", "incidences", "url", "created", "finished"}
+
+
+@pytest.mark.parametrize("query, path", [("status=done", "status"), ("granularity=word", "granularity"),
+                                         ("since=yesterday", "since")])
+def test_list_filters_are_validated(alice, client_for, query, path):
+    response = client_for(alice[1]).get(f"/v1/traces?{query}")
+    assert response.status_code == 400 and response.json()["errors"][0]["path"] == path
+
+
+def test_unknown_endpoints_answer_the_json_envelope(alice, client_for):
+    response = client_for(alice[1]).get("/v1/nothing-here")
+    assert response.status_code == 404
+    assert "no such endpoint" in response.json()["errors"][0]["message"]
+    assert client_for(alice[1]).get("/v1/traces/t-404/").json()["errors"][0]["message"]
+
+
+def test_dictionaries_lists_what_the_service_can_decode(alice, client_for, sample_dictionary):
+    body = client_for(alice[1]).get("/v1/dictionaries").json()
+    assert body == {"dictionaries": [{"name": "sample", "layers": [
+        {"layer": 6, "readable": True, "d_in": 384, "d_sae": 4096, "architecture": "standard", "format": "saelens",
+         "labelled": True}]}]}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from explainer import processes
+from hypergraph_site.demo import processes
 from ingest.client import IngestClient
 
 WORKER_READY_TIMEOUT_S = 60
@@ -24,7 +24,7 @@ def _database_url(settings_dict: dict) -> str:
 
 @pytest.fixture(scope="session")
 def e2e_dirs(tmp_path_factory) -> dict[str, Path]:
-    from explainer.samples import write_dictionary
+    from hypergraph_site.demo.samples import write_dictionary
 
     root = tmp_path_factory.mktemp("e2e")
     dirs = {"dict_root": root / "dicts", "artifacts": root / "artifacts", "log": root / "worker.log"}

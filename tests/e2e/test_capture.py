@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import hif
-from explainer.samples import make_dictionary
+from hypergraph_site.demo.samples import make_dictionary
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from explainer.samples import SAMPLE_TRACES
+from hypergraph_site.demo.samples import SAMPLE_TRACES
 from tests.local_servers import free_port, private_redis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,3 +63,7 @@ def test_demo_completes_every_sample_trace_and_prints_the_urls_of_their_graphs(t
     finished = out.split("Finished graphs", 1)[1].split("Demo API key", 1)[0]
     listed = re.findall(rf"http://127\.0\.0\.1:{port}/v1/traces/([^/\s]+)/graph", finished)
     assert sorted(listed) == SAMPLE_IDS, finished
+    # ...each next to its page in the trace browser, and the login to open them with.
+    graph_views = re.findall(rf"http://127\.0\.0\.1:{port}/admin/explainer/trace/\d+/graph/", finished)
+    assert len(graph_views) == len(SAMPLE_IDS), finished
+    assert re.search(r"login admin / \S+", out), out[-3000:]

@@ -9,7 +9,7 @@ import pytest
 
 import hif
 from explainer.models import Explanation, Trace
-from explainer.samples import LAYER, make_dictionary, sample_events
+from hypergraph_site.demo.samples import LAYER, make_dictionary, sample_events
 from ingest.client import IngestError
 from tests.e2e.graphs import graph_features
 
@@ -107,7 +107,7 @@ def test_missing_dictionary_is_dead_lettered_and_replayable(http, e2e_dirs, sett
 
     from explainer import selectors
     from explainer.models import DeadLetter
-    from explainer.samples import write_dictionary
+    from hypergraph_site.demo.samples import write_dictionary
 
     settings.DICT_ROOT = str(tmp_path / "no-dictionaries")
     monkeypatch.setattr(selectors, "_catalog", None)

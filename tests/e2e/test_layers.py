@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from explainer.samples import D_IN, make_dictionary, planted_activations
+from hypergraph_site.demo.samples import D_IN, make_dictionary, planted_activations
 from explainer.text import tokenize
 from sae.config import dictionary_layer_folder
 from sae.testing import write_saelens_dictionary

@@ -1,5 +1,6 @@
 """`python manage.py label_features`: label each feature of a trained dictionary from its top-activating contexts
-(writes labels.json beside it). All the work is in `sae.labeling`; this only maps options."""
+(writes labels.json beside it). The labelling is `sae.labeling`'s; the model and corpus come from
+`explainer.management.minilm`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from sae.labeling import LabelConfig, label_features
+
+from ..minilm import MINILM_PYDOC
 
 
 class Command(BaseCommand):
@@ -27,4 +30,4 @@ class Command(BaseCommand):
         root = Path(opts["dict_root"] or settings.DICT_ROOT)
         cfg = LabelConfig(dict_root=root, name=opts["name"], layer=opts["layer"], max_tokens=opts["tokens"],
                           top_contexts=opts["top"])
-        label_features(cfg, show_progress=not opts["no_progress"], echo=self.stdout.write)
+        label_features(cfg, MINILM_PYDOC, show_progress=not opts["no_progress"], echo=self.stdout.write)

@@ -1,5 +1,5 @@
 """`python manage.py train_sae`: train a TopK SAE on MiniLM-L6 activations and save it under DICT_ROOT (SAELens
-format). All the work is in `sae.training`; this only maps options."""
+format). The training is `sae.training`'s; the model and corpus are bound in `explainer.management.minilm`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from sae.training import TrainConfig, train
+
+from ..minilm import MINILM_PYDOC
 
 
 class Command(BaseCommand):
@@ -38,4 +40,4 @@ class Command(BaseCommand):
             cfg = TrainConfig.tiny(root, name=opts["name"], layer=opts["layer"], seed=opts["seed"])
         else:
             cfg = TrainConfig(dict_root=root, **fields)
-        train(cfg, show_progress=not opts["no_progress"], echo=self.stdout.write)
+        train(cfg, MINILM_PYDOC, show_progress=not opts["no_progress"], echo=self.stdout.write)

@@ -155,3 +155,59 @@ def test_a_trace_that_keeps_failing_is_quarantined_and_skipped(trace):
         result = services.dead_letters_replay()
     assert result.replayed == [] and [d.trace_id for d in result.quarantined] == [trace.pk]
     assert Trace.objects.get(pk=trace.pk).status == TraceStatus.FAILED
+
+
+def test_open_traces_expire_after_the_ttl_and_their_shards_are_deleted(alice, redis_flush, settings):
+    from explainer.models import TraceEvent
+
+    stale = Trace.objects.create(tenant=alice[0], trace_id="stale")
+    fresh = Trace.objects.create(tenant=alice[0], trace_id="fresh")
+    TraceEvent.objects.create(trace=stale, event_type="activations", event_hash="h",
+                              payload={"shards": ["activations:stale:3:0"], "layers": [3], "tokens": 2})
+    redis_flush.set("activations:stale:3:0", b"rows")
+    Trace.objects.filter(pk=stale.pk).update(updated=timezone.now() - timedelta(seconds=settings.TRACE_OPEN_TTL_S + 1))
+    assert services.traces_sweep().expired == [stale.pk]
+    stale.refresh_from_db()
+    assert stale.status == TraceStatus.EXPIRED and "TRACE_OPEN_TTL_S" in stale.error
+    assert Trace.objects.get(pk=fresh.pk).status == TraceStatus.OPEN
+    assert not redis_flush.exists("activations:stale:3:0")
+    assert TraceEvent.objects.filter(trace=stale).count() == 1
+
+
+def test_a_lease_held_by_a_dead_process_of_this_host_is_taken_over_at_once(trace):
+    import subprocess
+    import sys
+
+    from explainer.leases import HOST_TAG, owner_token
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = f"{HOST_TAG}:{child.stdout.strip()}:deadbeef"
+    assert claim(trace, owner=dead)
+    assert claim(trace, owner=owner_token())  # the lease has not expired, but its holder is gone
+    trace.refresh_from_db()
+    assert trace.attempts == 2
+
+
+def test_a_lease_held_by_a_live_or_remote_process_is_not_taken_over(trace):
+    import os
+
+    from explainer.leases import HOST_TAG, owner_token
+
+    assert claim(trace, owner=f"{HOST_TAG}:{os.getpid()}:alive")
+    assert not claim(trace, owner=owner_token())
+    Trace.objects.filter(pk=trace.pk).update(lease_owner="0000beef:1:otherhost")
+    assert not claim(trace, owner=owner_token())
+
+
+def test_the_sweeper_republishes_a_stage_whose_holder_on_this_host_died(trace, redis_flush):
+    import subprocess
+    import sys
+
+    from explainer.leases import HOST_TAG
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert claim(trace, owner=f"{HOST_TAG}:{child.stdout.strip()}:deadbeef")
+    redis_flush.flushdb()
+    assert services.traces_sweep().republished == [trace.pk]
+    assert Trace.objects.get(pk=trace.pk).lease_owner == ""
+    assert redis_flush.llen("default") == 1

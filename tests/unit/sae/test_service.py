@@ -38,8 +38,6 @@ def test_decode_matches_dictionary_topk(tmp_path, enable):
     np.testing.assert_array_equal(r.values, val)
     assert r.layer == 0 and r.device == "cpu" and r.dictionary.d_sae == 128
     assert svc.decode(0, acts, topk=3).indices.shape == (9, 3)
-    svc.set_topk(7)
-    assert svc.decode(0, acts).indices.shape == (9, 7)
 
 
 def test_requests_from_several_traces_share_one_batch(tmp_path):
@@ -85,8 +83,6 @@ def test_lru_evicts_least_recently_used_layer(tmp_path):
     assert svc.cached_layers() == [0, 2]
     svc.decode(1, x(2))  # reloaded
     assert loads == ["layer_0", "layer_1", "layer_2", "layer_1"]
-    svc.set_cache_layers(1)
-    assert svc.cached_layers() == [1]
 
 
 def test_bad_requests_fail_alone(tmp_path):
@@ -110,14 +106,5 @@ def test_config_from_env():
                                                                                                 64, 256)
     with pytest.raises(ValueError):
         SAEConfig.from_env({"SAE_DEVICE": "tpu"})
-
-
-def test_get_service_is_a_process_wide_singleton(monkeypatch, tmp_path):
-    import sae.service as service
-
-    monkeypatch.setattr(service, "_service", None)
-    monkeypatch.setenv("DICT_ROOT", str(tmp_path))
-    monkeypatch.setenv("SAE_TOPK", "5")
-    first = service.get_service()
-    assert first is service.get_service()
-    assert first.topk == 5 and first.config.dict_root == tmp_path
+    given = SAEConfig.from_env({"DICT_ROOT": "/ignored", "SAE_TOPK": "8"}, dict_root="/given", dict_name="n")
+    assert (str(given.dict_root), given.dict_name, given.topk) == ("/given", "n", 8)

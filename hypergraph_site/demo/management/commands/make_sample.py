@@ -3,7 +3,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from explainer.samples import write_sample
+from hypergraph_site.demo.samples import write_sample
 
 
 class Command(BaseCommand):

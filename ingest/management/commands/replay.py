@@ -9,7 +9,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from explainer.models import Tenant
-from explainer.replay import http_sender, read_events, send_in_process, wait_for
+from ingest.replay import http_sender, read_events, send_in_process, wait_for
 from explainer.services import dead_letters_replay
 
 

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import redis
 
+# Where `python -m celery -A hypergraph_site` and gunicorn must start (not the folder of this module).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 
 def redis_ensure(url: str, timeout_s: float = 10.0) -> str:
     """Return "running" or "started"; start a local redis-server when it is installed and not answering."""
@@ -56,7 +59,7 @@ def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None) -> subpr
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")
     return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                            cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
+                            cwd=REPO_ROOT, start_new_session=True)
 
 
 def wait_http(url: str, timeout_s: float = 30.0, process: subprocess.Popen | None = None) -> None:

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ingest.services import BrokerUnavailable, broker_check
+from .broker import BrokerUnavailable, broker_check
 
 
 class OpenApi(APIView):

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ingest.services import event_accept
-from ingest.validation import EventInvalid, validate_event
+from explainer.models import TERMINAL_STATUSES, Explanation, Tenant, Trace
 
-from .models import TERMINAL_STATUSES, Explanation, Tenant, Trace
+from .services import event_accept
+from .validation import EventInvalid, validate_event
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Decoding of inline activation arrays carried by `activations` events.
 
-Shared by request validation (so a bad array is a 400, never a failed trace later) and by the explainer's load stage.
+Used by the load stage, and by `/ingest` validation (so a bad array is a 400, never a failed trace later): the
+ingest app calls into explainer, never the other way round.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 import numpy as np
 
 MAX_ELEMENTS = 64 * 1024 * 1024
+F16_MAX = float(np.finfo(np.float16).max)
+F32_MAX = float(np.finfo(np.float32).max)
 
 
 class ActivationDataError(ValueError):
@@ -34,7 +37,9 @@ def decode_inline_activations(payload: dict[str, Any]) -> np.ndarray:
     else:
         array = _decode_json_rows(data, rows, dim)
     if not np.isfinite(array).all():
-        raise ActivationDataError("payload.data", "activations contain NaN or Inf")
+        position = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        raise ActivationDataError("payload.data", f"activations contain NaN or Inf (first at {list(position)}); "
+                                                  f"float16 values must be finite, |x| <= {F16_MAX:g}")
     return array
 
 
@@ -65,4 +70,9 @@ def _decode_json_rows(data: Any, rows: int, dim: int) -> np.ndarray:
         raise ActivationDataError("payload.data", f"data must hold numbers only, found dtype '{array.dtype}'")
     if array.shape != (rows, dim):
         raise ActivationDataError("payload.data", f"data has shape {list(array.shape)}, declared [{rows}, {dim}]")
+    beyond = np.abs(array) > F32_MAX
+    if beyond.any():
+        position = tuple(int(i) for i in np.argwhere(beyond)[0])
+        raise ActivationDataError("payload.data", f"value {array[position]:g} at {list(position)} is out of float32 "
+                                                  f"range (|x| <= {F32_MAX:g})")
     return array.astype(np.float32)

@@ -1,0 +1,88 @@
+"""The admin's graph pages: the interactive view of a trace's hypergraph, its data, feature notes and downloads.
+
+Each function receives a trace that `TraceAdmin.get_object` already fetched through the staff user's tenant scope,
+so these views never see another tenant's trace; they are reached with the admin's session login, not API keys.
+"""
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.db.models import F, TextField
+from django.db.models.functions import Cast
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.http import content_disposition_header
+
+from .exports import EXPORT_FORMATS, export_graph
+from .feature_notes import feature_notes
+from .models import Explanation, Trace, TraceStatus
+
+DOWNLOAD_ORDER = ("hif-1", "hif-standard", "neuronpedia")
+
+
+def download_links(trace: Trace) -> list[dict[str, str]]:
+    """`[{"format", "url"}]` for the three download formats, in the order people reach for them."""
+    base = reverse("admin:explainer_trace_download", args=[trace.pk])
+    return [{"format": fmt, "url": f"{base}?format={fmt}"} for fmt in DOWNLOAD_ORDER]
+
+
+def graph_page(request: HttpRequest, *, trace: Trace, context: dict) -> TemplateResponse:
+    """The page shell; the drawing fetches the document itself, so the page answers at once at any graph size."""
+    counts = Explanation.objects.filter(trace=trace).values(
+        "node_count", "incidence_count", "size_bytes", meta=F("document__meta")).first()
+    return TemplateResponse(request, "admin/explainer/trace/graph.html", {
+        **context,
+        "complete": trace.status == TraceStatus.COMPLETE and counts is not None,
+        "counts": counts,
+        "meta": (counts or {}).get("meta") or {},
+        "downloads": download_links(trace),
+        "document_url": reverse("admin:explainer_trace_graph_document", args=[trace.pk]),
+        "features_url": reverse("admin:explainer_trace_graph_features", args=[trace.pk]),
+        "change_url": reverse("admin:explainer_trace_change", args=[trace.pk]),
+    })
+
+
+def graph_document(*, trace: Trace) -> HttpResponse:
+    """The stored HIF v1 document as the database holds it (no decode and re-encode of megabytes of JSON)."""
+    text = _document_text(trace)
+    if text is None:
+        return JsonResponse({"error": f"trace is {trace.status}; it has no graph"}, status=409)
+    return HttpResponse(text, content_type="application/json")
+
+
+def graph_features(request: HttpRequest, *, trace: Trace) -> JsonResponse:
+    """Labels, layers, indices and top contexts of the features named by `?id=` (repeatable)."""
+    dictionary = Explanation.objects.filter(trace=trace).values_list(
+        F("document__meta__sae_dictionary"), flat=True).first()
+    if dictionary is None:
+        return JsonResponse({"error": f"trace is {trace.status}; it has no graph"}, status=409)
+    notes = feature_notes(dict_root=settings.DICT_ROOT, dictionary=str(dictionary),
+                          feature_ids=request.GET.getlist("id"))
+    return JsonResponse({"features": notes})
+
+
+def graph_download(request: HttpRequest, *, trace: Trace) -> HttpResponse:
+    """The graph as an attachment in `?format=` (hif-1, hif-standard or neuronpedia), like the API's graph read."""
+    fmt = request.GET.get("format", "hif-1")
+    if fmt not in EXPORT_FORMATS:
+        return JsonResponse({"error": f"unknown format '{fmt}'; choose one of {sorted(EXPORT_FORMATS)}"},
+                            status=400)
+    if fmt == "hif-1":
+        text = _document_text(trace)
+    else:
+        document = Explanation.objects.filter(trace=trace).values_list("document", flat=True).first()
+        text = None if document is None else json.dumps(export_graph(trace=trace, document=document, fmt=fmt))
+    if text is None:
+        return JsonResponse({"error": f"trace is {trace.status}; it has no graph"}, status=409)
+    response = HttpResponse(text, content_type="application/json")
+    response["Content-Disposition"] = content_disposition_header(True, f"{trace.trace_id}.{fmt}.json")
+    return response
+
+
+def _document_text(trace: Trace) -> str | None:
+    if trace.status != TraceStatus.COMPLETE:
+        return None
+    return Explanation.objects.filter(trace=trace).values_list(
+        Cast("document", output_field=TextField()), flat=True).first()
