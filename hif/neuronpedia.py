@@ -69,8 +69,9 @@ def to_neuronpedia_graph(
         return node["position"] + (n_prompt if node["type"] == "output_token" else 0)
 
     ctx: dict[str, int] = {n["id"]: token_ctx(n) for n in nodes if n["type"] in ("input_token", "output_token")}
+    token_ids = set(ctx)  # ctx gains features below; only tokens can anchor one
     for inc in doc["incidences"]:
-        tokens = [by_id[i] for i in inc["node_ids"] if i in ctx]
+        tokens = [by_id[i] for i in inc["node_ids"] if i in token_ids]
         anchor = next((t for t in tokens if t["type"] == "output_token"), tokens[0] if tokens else None)
         for node_id in inc["node_ids"]:
             if node_id not in ctx and anchor is not None:

@@ -1,6 +1,8 @@
 import copy
 
-from hif import to_neuronpedia_graph, validate_hif
+from hif import HypergraphConfig, build_hif, to_neuronpedia_graph, validate_hif
+
+from .graphs import META, feat, inc, tok_out
 
 
 def test_export_validates_and_maps_nodes(small_doc):
@@ -48,3 +50,14 @@ def test_neuronpedia_validator_catches_dangling_links(small_doc):
     assert any("'scan' is a required property" in e for e in validate_hif(graph, "neuronpedia"))
     graph["metadata"]["scan"] = "gpt2"
     assert validate_hif(graph, "neuronpedia") == ["$.links[0].target: unknown node_id 'nowhere'"]
+
+
+def test_a_feature_to_feature_incidence_after_a_token_one_is_anchored_by_tokens_only():
+    # feat_3_1 gets its context from att_1; att_2 joins it to feat_4_2 and no token: the export used to take
+    # feat_3_1 for a token there and fail on its missing position.
+    nodes = [feat("feat_3_1", "a"), feat("feat_4_2", "b", layer=4), tok_out(0, " x")]
+    incs = [inc("att_1", ["feat_3_1", "token_out_0"], 0.9), inc("att_2", ["feat_3_1", "feat_4_2"], 0.5)]
+    doc = build_hif(nodes, incs, dict(META), HypergraphConfig())
+    graph = to_neuronpedia_graph(doc, slug="s")
+    assert validate_hif(graph, "neuronpedia") == []
+    assert {(link["source"], link["target"]) for link in graph["links"]} == {("3_1_0", "5_0_0"), ("3_1_0", "4_2_0")}
