@@ -8,23 +8,16 @@ missing (the bundled sample has labels but no contexts), and then the view says 
 from __future__ import annotations
 
 import json
-import re
 from functools import lru_cache
 from pathlib import Path
 
+from hif.ids import parse_feature_node
 from sae.config import dictionary_layer_folder
 from sae.labeling import CONTEXTS_FILE
 from sae.labels import LABELS_FILE, load_labels
 
-FEATURE_ID = re.compile(r"^feat_(\d+)_(\d+)$")
 MAX_CONTEXTS = 8
 MAX_FEATURES_PER_REQUEST = 200
-
-
-def parse_feature_id(feature_id: str) -> tuple[int, int] | None:
-    """(layer, index) of a `feat_<layer>_<index>` id, or None for anything else."""
-    match = FEATURE_ID.match(feature_id)
-    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def feature_notes(*, dict_root: str | Path, dictionary: str, feature_ids: list[str]) -> dict[str, dict]:
@@ -36,7 +29,7 @@ def feature_notes(*, dict_root: str | Path, dictionary: str, feature_ids: list[s
     names = [name for name in dictionary.split(",") if name]
     notes: dict[str, dict] = {}
     for feature_id in feature_ids[:MAX_FEATURES_PER_REQUEST]:
-        parsed = parse_feature_id(feature_id)
+        parsed = parse_feature_node(feature_id)
         if parsed is None:
             continue
         layer, index = parsed

@@ -40,7 +40,9 @@ BACKOFF_MAX_S = 10.0
 
 
 def retry_transient(fn: Callable[[], T], *, what: str, window_s: float | None = None) -> T:
-    """Call `fn` until it succeeds, retrying transient errors for `window_s`; then the last error propagates.
+    """Call `fn` until it succeeds, retrying transient errors until `window_s` has passed; then the error propagates.
+
+    The last attempt is made at the end of the window, so a failure is reported only after retries that span it.
 
     Waits double from `BACKOFF_FIRST_S` up to `BACKOFF_MAX_S`, each jittered within [50%, 100%] so that workers
     retrying together spread out without ever retrying at once. Broken database connections are dropped between
@@ -53,11 +55,12 @@ def retry_transient(fn: Callable[[], T], *, what: str, window_s: float | None = 
         try:
             return fn()
         except TRANSIENT_ERRORS as exc:
-            if time.monotonic() + delay > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise
             logger.warning("%s: %s: %s; retrying in about %.1fs", what, type(exc).__name__, exc, delay)
             close_old_connections()
-            time.sleep(delay * random.uniform(0.5, 1.0))
+            time.sleep(min(delay * random.uniform(0.5, 1.0), remaining))
             delay = min(delay * 2, BACKOFF_MAX_S)
 
 

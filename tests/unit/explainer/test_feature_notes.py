@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from explainer.feature_notes import MAX_CONTEXTS, MAX_FEATURES_PER_REQUEST, feature_notes, parse_feature_id
+from explainer.feature_notes import MAX_CONTEXTS, MAX_FEATURES_PER_REQUEST, feature_notes
 from sae.config import dictionary_layer_folder
 from sae.labeling import CONTEXTS_FILE
 from sae.labels import save_labels
@@ -52,4 +52,3 @@ def test_relabelling_shows_without_a_restart(tmp_path):
 def test_requests_are_bounded():
     ids = [f"feat_0_{i}" for i in range(MAX_FEATURES_PER_REQUEST + 50)]
     assert len(feature_notes(dict_root="/nonexistent", dictionary="d", feature_ids=ids)) == MAX_FEATURES_PER_REQUEST
-    assert parse_feature_id("feat_12_4095") == (12, 4095) and parse_feature_id("feat_x_1") is None

@@ -83,7 +83,7 @@ def test_transient_errors_past_the_window_dead_letter_the_trace(trace, settings)
 
     started = time.monotonic()
     after = run(trace, work)
-    assert time.monotonic() - started >= 0.1
+    assert time.monotonic() - started >= 0.2  # the retries span the whole window
     assert after.status == TraceStatus.FAILED and "still failing after retrying" in after.error
 
 
