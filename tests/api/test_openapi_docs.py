@@ -27,6 +27,14 @@ def test_docs_pages_load_everything_from_this_server(client, name, bundle):
         served.close()
 
 
+def test_redoc_may_not_fetch_what_its_bundle_names_on_a_cdn(client):
+    """The bundle's "API docs by Redocly" logo is an image on a CDN: the page's policy lets images come from here only."""
+    page = client.get(reverse("api-redoc")).content.decode()
+    policy = re.search(r'http-equiv="Content-Security-Policy"\s+content="([^"]+)"', page).group(1)
+    directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
+    assert directives["default-src"] == "'self'" and directives["img-src"] == "'self' data:"
+
+
 def test_the_docs_read_the_schema_of_this_server(client):
     assert 'spec-url="/api/schema/"' in client.get(reverse("api-redoc")).content.decode()
     schema = client.get(reverse("schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json")
