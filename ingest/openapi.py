@@ -72,7 +72,7 @@ def ingest_event_components(limits: Limits) -> dict[str, dict[str, Any]]:
             "type": "object",
             "required": schema["required"],
             "additionalProperties": schema["additionalProperties"],
-            "properties": {**schema["properties"], "event_type": {"const": event_type},
+            "properties": {**schema["properties"], "event_type": {"type": "string", "const": event_type},
                            "payload": payload_of[event_type]},
         }
         events[event_type] = f"#/components/schemas/{name}"
