@@ -4,8 +4,9 @@ from __future__ import annotations
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status
+from drf_spectacular.utils import (OpenApiExample, OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer,
+                                   extend_schema, inline_serializer)
+from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,10 +14,141 @@ from rest_framework.views import APIView
 
 from hypergraph_site.api.auth import HasScope
 from hypergraph_site.api.errors import error_response
+from hypergraph_site.api.openapi import RETRY_AFTER, api_key_errors, error_docs, error_example
 
 from .exports import EXPORT_FORMATS, export_graph
-from .models import Granularity, Scope, TraceStatus
+from .models import Granularity, Scope, Stage, TraceStatus
 from .selectors import dictionary_catalog, explanation_get, trace_get, trace_list, trace_summary
+
+# --- What the answers look like (OpenAPI only: the views build plain dicts) ------------------------------------------
+
+
+class TraceItemSerializer(serializers.Serializer):
+    trace_id = serializers.CharField()
+    status = serializers.ChoiceField(TraceStatus.values)
+    stage = serializers.ChoiceField(Stage.values, allow_blank=True,
+                                    help_text="The stage due or running; empty until finalized")
+    granularity = serializers.ChoiceField(Granularity.values)
+    model_name = serializers.CharField(allow_blank=True)
+    nodes = serializers.IntegerField(allow_null=True, help_text="Nodes of the graph; null until complete")
+    incidences = serializers.IntegerField(allow_null=True, help_text="Incidences of the graph; null until complete")
+    error = serializers.CharField(allow_null=True, help_text="Why the trace failed or expired")
+    created = serializers.DateTimeField()
+    finished = serializers.DateTimeField(allow_null=True)
+    url = serializers.URLField(help_text="The trace's own status URL")
+
+
+class TracePageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="The next (older) page; null on the last")
+    previous = serializers.URLField(allow_null=True, help_text="The previous (newer) page; null on the first")
+    results = TraceItemSerializer(many=True)
+
+
+class TraceCountsSerializer(serializers.Serializer):
+    events = serializers.IntegerField(help_text="Events received")
+    nodes = serializers.IntegerField(allow_null=True)
+    incidences = serializers.IntegerField(allow_null=True)
+    graph_bytes = serializers.IntegerField(allow_null=True, help_text="Size of the stored HIF document")
+
+
+class TraceSummarySerializer(serializers.Serializer):
+    """`explainer.selectors.trace_summary`: where a trace stands."""
+
+    trace_id = serializers.CharField()
+    status = serializers.ChoiceField(TraceStatus.values)
+    stage = serializers.ChoiceField(Stage.values, allow_blank=True,
+                                    help_text="The stage due or running; empty until finalized")
+    granularity = serializers.ChoiceField(Granularity.values)
+    model_name = serializers.CharField(allow_blank=True)
+    model_hash = serializers.CharField(allow_blank=True)
+    finalized = serializers.BooleanField()
+    timings = serializers.DictField(child=serializers.FloatField(), help_text="Seconds of each finished stage")
+    counts = TraceCountsSerializer()
+    error = serializers.CharField(allow_null=True, help_text="Why the trace failed or expired")
+    created = serializers.DateTimeField()
+    updated = serializers.DateTimeField()
+
+
+class GraphPendingSerializer(serializers.Serializer):
+    """The graph is not there yet: the trace is open, queued or running."""
+
+    trace_id = serializers.CharField()
+    status = serializers.ChoiceField(TraceStatus.values)
+    error = serializers.CharField(allow_null=True)
+    status_url = serializers.URLField()
+
+
+HIF_NODE_TYPES = ("sae_feature", "input_token", "output_token", "circuit_supernode")
+
+
+class HifNodeSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    type = serializers.ChoiceField(HIF_NODE_TYPES)
+    label = serializers.CharField(allow_blank=True)
+    layer = serializers.IntegerField(required=False, help_text="SAE features")
+    position = serializers.IntegerField(required=False, help_text="Tokens")
+    activation_strength = serializers.FloatField(required=False)
+    attributes = serializers.DictField(required=False, help_text="e.g. feature_index; a supernode's members")
+
+
+class HifIncidenceSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    node_ids = serializers.ListField(child=serializers.CharField(), min_length=2,
+                                     help_text="The features (or supernode) and the tokens they explain")
+    weight = serializers.FloatField(min_value=0, max_value=1)
+    metadata = serializers.DictField(help_text="type, method, window")
+    attributes = serializers.DictField(required=False, help_text="effect (signed), value")
+
+
+HifDocumentSerializer = inline_serializer("HifDocument", {
+    "network-type": serializers.CharField(help_text="`directed`"),
+    "meta": serializers.DictField(help_text="version (hif-1), model_name, model_hash, sae_dictionary, granularity, "
+                                            "created_at, limits"),
+    "nodes": HifNodeSerializer(many=True),
+    "incidences": HifIncidenceSerializer(many=True),
+})
+HifStandardSerializer = inline_serializer("HifStandardDocument", {
+    "network-type": serializers.CharField(help_text="`directed`"),
+    "metadata": serializers.DictField(),
+    "nodes": serializers.ListField(child=serializers.DictField(), help_text="{node, attrs}"),
+    "edges": serializers.ListField(child=serializers.DictField(), help_text="{edge, weight, attrs}"),
+    "incidences": serializers.ListField(child=serializers.DictField(), help_text="{edge, node, direction, attrs}"),
+})
+NeuronpediaSerializer = inline_serializer("NeuronpediaGraph", {
+    "metadata": serializers.DictField(),
+    "qParams": serializers.DictField(),
+    "nodes": serializers.ListField(child=serializers.DictField()),
+    "links": serializers.ListField(child=serializers.DictField()),
+})
+TraceGraphSerializer = PolymorphicProxySerializer(
+    component_name="TraceGraph", serializers=[HifDocumentSerializer, HifStandardSerializer, NeuronpediaSerializer],
+    resource_type_field_name=None)
+
+
+class DictionaryLayerSerializer(serializers.Serializer):
+    layer = serializers.IntegerField()
+    readable = serializers.BooleanField(help_text="False when the layer's folder cannot be read; the other fields "
+                                                  "are then absent")
+    d_in = serializers.IntegerField(required=False, help_text="Row width the layer decodes")
+    d_sae = serializers.IntegerField(required=False, help_text="Number of features")
+    architecture = serializers.CharField(required=False)
+    format = serializers.CharField(required=False)
+    labelled = serializers.BooleanField(required=False, help_text="Has feature labels")
+
+
+class DictionarySetSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    layers = DictionaryLayerSerializer(many=True)
+
+
+class DictionaryListSerializer(serializers.Serializer):
+    dictionaries = DictionarySetSerializer(many=True)
+
+
+TRACE_ID = OpenApiParameter("trace_id", str, OpenApiParameter.PATH, pattern="^[A-Za-z0-9._:-]+$",
+                            description="The trace id the events were sent with")
+NO_SUCH_TRACE = {404: error_docs("No such trace for this key's tenant (another tenant's trace is a 404 too)",
+                                 error_example(404, "trace 'req-42' not found"))}
 
 
 class TracePages(CursorPagination):
@@ -42,8 +174,22 @@ class TraceListApi(APIView):
             OpenApiParameter("since", OpenApiTypes.DATETIME, required=False, description="created at or after"),
             OpenApiParameter("cursor", str, required=False, description="from a previous page's next/previous"),
             OpenApiParameter("limit", int, required=False, description="page size, at most 200 (default 50)"),
+            RETRY_AFTER,
         ],
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiResponse(description="A filter value is not valid")},
+        responses={
+            200: OpenApiResponse(TracePageSerializer, description="A page of traces, newest first", examples=[
+                OpenApiExample("a page", response_only=True, status_codes=[200], value={
+                    "next": "http://127.0.0.1:8000/v1/traces?cursor=cD0yMDI2LTExLTI4", "previous": None,
+                    "results": [{"trace_id": "req-42", "status": "complete", "stage": "persist",
+                                 "granularity": "sentence", "model_name": "gpt2", "nodes": 8, "incidences": 4,
+                                 "error": None, "created": "2026-11-28T08:00:00+00:00",
+                                 "finished": "2026-11-28T08:00:02+00:00",
+                                 "url": "http://127.0.0.1:8000/v1/traces/req-42"}]})]),
+            400: error_docs("A filter value is not valid", error_example(
+                400, "unknown status 'done'; choose one of ['open', 'queued', 'running', 'complete', 'failed', "
+                     "'canceled', 'expired']", path="status")),
+            **api_key_errors(Scope.TRACES_READ),
+        },
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
@@ -77,8 +223,22 @@ class TraceDetailApi(APIView):
     permission_classes = [HasScope]
     required_scope = Scope.TRACES_READ
 
-    @extend_schema(operation_id="trace_detail", summary="Status, granularity, timings, counts and error of a trace",
-                   responses={200: OpenApiTypes.OBJECT, 404: OpenApiResponse(description="No such trace")})
+    @extend_schema(
+        operation_id="trace_detail",
+        summary="Status, granularity, timings, counts and error of a trace",
+        parameters=[TRACE_ID, RETRY_AFTER],
+        responses={
+            200: OpenApiResponse(TraceSummarySerializer, description="Where the trace stands", examples=[
+                OpenApiExample("complete", response_only=True, status_codes=[200], value={
+                    "trace_id": "req-42", "status": "complete", "stage": "persist", "granularity": "sentence",
+                    "model_name": "gpt2", "model_hash": "", "finalized": True,
+                    "timings": {"load": 0.01, "sae_decode": 0.42, "attribute": 0.31, "build": 0.02, "persist": 0.01},
+                    "counts": {"events": 3, "nodes": 8, "incidences": 4, "graph_bytes": 2841}, "error": None,
+                    "created": "2026-11-28T08:00:00+00:00", "updated": "2026-11-28T08:00:02+00:00"})]),
+            **NO_SUCH_TRACE,
+            **api_key_errors(Scope.TRACES_READ),
+        },
+    )
     def get(self, request: Request, trace_id: str) -> Response:
         trace = trace_get(tenant=request.user.tenant, trace_id=trace_id)
         return Response(trace_summary(trace=trace))
@@ -91,11 +251,27 @@ class TraceGraphApi(APIView):
     @extend_schema(
         operation_id="trace_graph",
         summary="The explained hypergraph (HIF v1, or an export format)",
-        parameters=[OpenApiParameter("format", str, enum=sorted(EXPORT_FORMATS), required=False,
+        parameters=[TRACE_ID, RETRY_AFTER,
+                    OpenApiParameter("format", str, enum=sorted(EXPORT_FORMATS), required=False,
                                      description="hif-1 (default), hif-standard or neuronpedia")],
-        responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT,
-                   409: OpenApiResponse(description="Trace failed, was canceled or expired"),
-                   404: OpenApiResponse(description="No such trace")},
+        responses={
+            200: OpenApiResponse(TraceGraphSerializer, description=(
+                "The graph: a `HifDocument` (`hif-1`, the stored document, described in full by the service's "
+                "`hif/schemas/hif_v1.json`), a `HifStandardDocument` (`hif-standard`, the HIF standard's layout) or "
+                "a `NeuronpediaGraph` (`neuronpedia`, Anthropic's attribution-graph JSON)")),
+            202: OpenApiResponse(GraphPendingSerializer, description="Not explained yet: the trace is open, queued "
+                                                                     "or running; ask again later", examples=[
+                OpenApiExample("running", response_only=True, status_codes=[202], value={
+                    "trace_id": "req-42", "status": "running", "error": None,
+                    "status_url": "http://127.0.0.1:8000/v1/traces/req-42"})]),
+            400: error_docs("Unknown format", error_example(
+                400, "unknown format 'graphml'; choose one of ['hif-1', 'hif-standard', 'neuronpedia']",
+                path="format")),
+            **NO_SUCH_TRACE,
+            409: error_docs("No graph will come: the trace failed, was canceled or expired", error_example(
+                409, "trace is failed: layer 6: the dictionary has width 384, the activations 768")),
+            **api_key_errors(Scope.TRACES_READ),
+        },
     )
     def get(self, request: Request, trace_id: str) -> Response:
         fmt = request.query_params.get("format", "hif-1")
@@ -117,9 +293,19 @@ class DictionaryListApi(APIView):
     permission_classes = [HasScope]
     required_scope = Scope.TRACES_READ
 
-    @extend_schema(operation_id="dictionary_list",
-                   summary="What the service can decode: the dictionary set, its layers, widths and architectures",
-                   responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        operation_id="dictionary_list",
+        summary="What the service can decode: the dictionary set, its layers, widths and architectures",
+        parameters=[RETRY_AFTER],
+        responses={
+            200: OpenApiResponse(DictionaryListSerializer, description="The configured dictionary set", examples=[
+                OpenApiExample("the sample dictionary", response_only=True, status_codes=[200], value={
+                    "dictionaries": [{"name": "sample", "layers": [
+                        {"layer": 6, "readable": True, "d_in": 384, "d_sae": 4096, "architecture": "topk",
+                         "format": "saelens", "labelled": True}]}]})]),
+            **api_key_errors(Scope.TRACES_READ),
+        },
+    )
     def get(self, request: Request) -> Response:
         catalog = dictionary_catalog()
         layers = [{"layer": layer, "readable": info is not None, **(vars(info) if info else {})}

@@ -191,7 +191,13 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "hypergraph-sidecar API",
     "DESCRIPTION": "Ingest captured activations and read explained traces as HIF hypergraphs.",
     "VERSION": "0.1.0",
+    # 3.1: its schema objects are JSON Schema 2020-12, so /ingest's request schema is the validator's own
+    # (ingest/openapi.py). https://drf-spectacular.readthedocs.io/en/latest/settings.html
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Names for enums that several fields share, so generated clients get one type for each.
+    "ENUM_NAME_OVERRIDES": {"TraceStatusEnum": "explainer.models.TraceStatus.values",
+                            "HifNodeTypeEnum": "explainer.apis.HIF_NODE_TYPES"},
     # Swagger UI from the drf-spectacular-sidecar package, served by us: API docs load nothing from a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

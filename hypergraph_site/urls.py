@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 from django.views.generic import TemplateView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from explainer.apis import DictionaryListApi, TraceDetailApi, TraceGraphApi, TraceListApi
 from hypergraph_site.api.health import HealthzApi, MetricsApi, ReadyzApi
@@ -24,6 +24,9 @@ urlpatterns = [
          name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[],
                                                      permission_classes=[]), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html",
+                                                    authentication_classes=[], permission_classes=[]),
+         name="api-redoc"),
     path("admin/", admin.site.urls),
 ]
 

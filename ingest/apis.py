@@ -3,31 +3,56 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.urls import reverse
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from explainer.models import Scope
+from explainer.models import Scope, TraceStatus
 from hypergraph_site.api.auth import HasScope
 from hypergraph_site.api.broker import BrokerUnavailable
 from hypergraph_site.api.errors import error_response
+from hypergraph_site.api.openapi import RETRY_AFTER, api_key_errors, error_docs, error_example
 
+from .openapi import IngestEventSerializer
 from .services import TraceConflict, TraceFinished, event_accept
 from .validation import EventInvalid, parse_body, validate_event
 
-ErrorSerializer = inline_serializer(
-    "Errors",
-    {"errors": serializers.ListField(child=inline_serializer("Error", {
-        "path": serializers.CharField(), "message": serializers.CharField()}))},
-)
-AcceptedSerializer = inline_serializer(
-    "Accepted",
-    {"trace_id": serializers.CharField(), "status": serializers.CharField(), "status_url": serializers.CharField()},
-)
+
+class AcceptedSerializer(serializers.Serializer):
+    """What a 202 says: the event is stored, and where to follow the trace."""
+
+    trace_id = serializers.CharField()
+    status = serializers.ChoiceField(TraceStatus.values, help_text="`open` until finalized, then `queued`")
+    status_url = serializers.URLField(help_text="`GET` it for the trace's progress")
+
+
+EVENT_EXAMPLES = [
+    OpenApiExample("completion", request_only=True, value={
+        "trace_id": "req-42", "event_type": "completion", "granularity": "sentence",
+        "payload": {"model": "gpt2", "prompt": "Explain mitosis.", "text": " Cells divide.",
+                    "tokens": [" Cells", " divide", "."]}}),
+    OpenApiExample("inline JSON activations", request_only=True, value={
+        "trace_id": "req-42", "event_type": "activations",
+        "payload": {"layer": 6, "token_offset": 0, "encoding": "json", "shape": [2, 4],
+                    "data": [[0.5, -1.25, 2.0, 0.0], [0.0, 0.25, -0.5, 1.0]]}},
+        description="The layer and row width must be a dictionary's (`GET /v1/dictionaries`): the sample "
+                    "dictionary's are layer 6, width 384."),
+    OpenApiExample("inline float16 activations", request_only=True, value={
+        "trace_id": "req-42", "event_type": "activations",
+        "payload": {"layer": 6, "encoding": "f16-base64", "shape": [1, 4], "data": "ADgAvQBAAAA="}},
+        description="Little-endian float16, row-major, base64-encoded."),
+    OpenApiExample("activations in capture shards", request_only=True, value={
+        "trace_id": "req-42", "event_type": "activations",
+        "payload": {"model_name": "gpt2", "model_hash": "", "layers": [6], "tokens": 3, "d_model": 384,
+                    "shards": ["activations:req-42:6:0"], "dropped": 0, "compress": "zstd", "summary": "dense",
+                    "hook_point": "resid_post", "convention": "hf_raw"}},
+        description="The envelope `ingest.hooks` returns from `CapturePipeline.flush`: the rows are in Redis."),
+    OpenApiExample("finalize", request_only=True, value={"trace_id": "req-42", "event_type": "finalize",
+                                                          "payload": {}}),
+]
 
 
 class RawJSONParser(BaseParser):
@@ -47,20 +72,48 @@ class IngestApi(APIView):
     @extend_schema(
         operation_id="ingest_event",
         summary="Accept one trace event (completion, activations or finalize)",
-        request=OpenApiTypes.OBJECT,
+        description=(
+            "Stores the event before answering 202. A trace is `open` until a `finalize` event (or a completion "
+            "with `final: true`); it is then explained in the background: follow `status_url`, then fetch the "
+            "graph. Sending an identical event again is acknowledged again and does nothing more. The limits in "
+            "the request schema are this deployment's (`MAX_TRACE_TOKENS`, `MAX_LAYERS`, `MAX_ACTIVATION_WIDTH`, "
+            "`MAX_TEXT_CHARS`); the body may be at most `INGEST_MAX_BODY_BYTES`. There is no rate limiting yet, so "
+            "no 429."),
+        request={"application/json": IngestEventSerializer},
+        parameters=[RETRY_AFTER],
+        examples=EVENT_EXAMPLES,
         responses={
-            202: AcceptedSerializer,
-            400: OpenApiResponse(ErrorSerializer, description="Not JSON, schema violation, bad array, a size over "
-                                                               "its limit, a layer or width the dictionary lacks"),
-            401: OpenApiResponse(ErrorSerializer, description="No or unknown API key"),
-            403: OpenApiResponse(ErrorSerializer, description="Key lacks traces:write"),
-            409: OpenApiResponse(ErrorSerializer, description="Trace already finalized or expired, or a second, "
-                                                               "different completion"),
-            413: OpenApiResponse(ErrorSerializer, description="Body over INGEST_MAX_BODY_BYTES"),
-            503: OpenApiResponse(ErrorSerializer, description="Redis or the database unreachable; nothing was "
-                                                               "stored, retry after Retry-After"),
+            202: OpenApiResponse(AcceptedSerializer, description="Stored; the trace's status and where to follow it",
+                                 examples=[OpenApiExample("202", response_only=True, status_codes=[202], value={
+                                     "trace_id": "req-42", "status": "open",
+                                     "status_url": "http://127.0.0.1:8000/v1/traces/req-42"})]),
+            400: error_docs(
+                "Not JSON (NaN and Infinity included), a schema violation, an array whose data does not match its "
+                "shape or dtype or is out of range, a size over its limit (the message names the setting), a layer "
+                "or width the dictionary lacks, rows beyond the completion's tokens, an empty completion. Every "
+                "problem found is listed, each with its path.",
+                error_example(400, "20000 is greater than the maximum of 16384 (the limit is set by "
+                                   "MAX_ACTIVATION_WIDTH)", path="payload.shape[1]", name="over a limit"),
+                error_example(400, "'text' is a required property", path="payload", name="schema violation"),
+                error_example(400, "body is not valid JSON: NaN is not valid JSON: line 1 column 70 (char 69)",
+                              name="not JSON")),
+            **api_key_errors(Scope.TRACES_WRITE),
+            409: error_docs(
+                "The trace was finalized or expired, or this is a second, different completion",
+                error_example(409, "trace 'req-42' is queued and accepts no more events", path="trace_id",
+                              name="finalized"),
+                error_example(409, "trace 'req-42' already has a different completion event; a trace explains "
+                                   "one response, so send this one under a new trace id", path="payload",
+                              name="second completion")),
+            413: error_docs("The body is over `INGEST_MAX_BODY_BYTES`",
+                            error_example(413, "body of 40000000 bytes exceeds the limit of 33554432 bytes")),
+            503: error_docs(
+                "Redis or the database is unreachable; nothing was stored, retry after `Retry-After` seconds",
+                error_example(503, "the queue (Redis) is unreachable; nothing was stored, retry later",
+                              name="Redis down"),
+                error_example(503, "the database is unreachable; nothing was stored, retry later",
+                              name="database down")),
         },
-        examples=[OpenApiExample("finalize", value={"trace_id": "t-1", "event_type": "finalize", "payload": {}})],
     )
     def post(self, request: Request) -> Response:
         limit = settings.INGEST_MAX_BODY_BYTES

@@ -6,6 +6,7 @@ error names the limit and the setting that holds it.
 """
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from functools import cache
@@ -80,6 +81,12 @@ def _validator(limits: Limits) -> Draft202012Validator:
         node[keys[-1]] = value(limits)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
+
+
+def event_schema(limits: Limits) -> dict[str, Any]:
+    """The JSON Schema bodies are checked against, with these limits written in (what the API documents): a copy,
+    so the caller may rewrite it."""
+    return copy.deepcopy(_validator(limits).schema)
 
 
 def _path(error: ValidationError) -> str:

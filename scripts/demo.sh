@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: install, then run the whole product on the bundled sample (SQLite, local files, local Redis)
-# and print the URLs of the finished graphs. Extra arguments go to `manage.py demo` (e.g. --exit, --port 8001).
+# and print the URLs of the finished graphs; Ctrl-C or SIGTERM stops every process it started. Extra arguments go to
+# `manage.py demo` (e.g. --exit, --fresh, --port 8001).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -5,12 +5,23 @@ from django.db import connection
 from django.http import HttpResponse
 from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .broker import BrokerUnavailable, broker_check
+
+
+LiveSerializer = inline_serializer("Live", {"status": serializers.ChoiceField(["ok"])})
+ReadinessSerializer = inline_serializer("Readiness", {
+    "status": serializers.ChoiceField(["ready", "unavailable"]),
+    "checks": inline_serializer("ReadinessChecks", {
+        "database": serializers.CharField(help_text="`ok`, or `error: ` and why"),
+        "redis": serializers.CharField(help_text="`ok`, or `error: ` and why"),
+    }),
+})
 
 
 class OpenApi(APIView):
@@ -19,14 +30,15 @@ class OpenApi(APIView):
 
 
 class HealthzApi(OpenApi):
-    @extend_schema(operation_id="healthz", summary="The process is alive", responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(operation_id="healthz", summary="The process is alive", responses={200: LiveSerializer})
     def get(self, request: Request) -> Response:
         return Response({"status": "ok"})
 
 
 class ReadyzApi(OpenApi):
     @extend_schema(operation_id="readyz", summary="Database and Redis are reachable",
-                   responses={200: OpenApiTypes.OBJECT, 503: OpenApiResponse(description="A dependency is down")})
+                   responses={200: ReadinessSerializer,
+                              503: OpenApiResponse(ReadinessSerializer, description="A dependency is down")})
     def get(self, request: Request) -> Response:
         checks = {"database": "ok", "redis": "ok"}
         try:

@@ -1,26 +1,36 @@
-"""Starting the service's processes (Redis, web server, Celery worker) for the demo and the end-to-end tests."""
+"""Starting the service's processes (Redis, web server, Celery worker) for the demo and the end-to-end tests, and
+stopping them all again, whatever ends the demo.
+
+Every process starts in a session (so a process group) of its own: Ctrl-C in the terminal reaches only the demo, not
+its children, and stopping a child signals its whole group, so a gunicorn master's workers stop with it.
+"""
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import redis
 
 # Where `python -m celery -A hypergraph_site` and gunicorn must start (not the folder of this module).
 REPO_ROOT = Path(__file__).resolve().parents[2]
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def redis_ensure(url: str, timeout_s: float = 10.0) -> str:
-    """Return "running" or "started"; start a local redis-server when it is installed and not answering."""
+def redis_ensure(url: str, log_path: Path, timeout_s: float = 10.0) -> subprocess.Popen | None:
+    """None when Redis answers at `url`; else a local redis-server started on its port (when it is installed), to be
+    stopped with the rest."""
     client = redis.Redis.from_url(url, socket_connect_timeout=1)
     try:
         client.ping()
-        return "running"
+        return None
     except redis.RedisError:
         pass
     server = shutil.which("redis-server")
@@ -28,16 +38,17 @@ def redis_ensure(url: str, timeout_s: float = 10.0) -> str:
         raise RuntimeError(f"Redis at {url} is not answering and redis-server is not installed "
                            "(apt-get install redis-server)")
     port = str(client.connection_pool.connection_kwargs.get("port", 6379))
-    subprocess.run([server, "--daemonize", "yes", "--bind", "127.0.0.1", "--port", port,
-                    "--save", "", "--appendonly", "no"], check=True, stdout=subprocess.DEVNULL)
+    process = _spawn([server, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no"],
+                     log_path, None)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             client.ping()
-            return "started"
+            return process
         except redis.RedisError:
             time.sleep(0.2)
-    raise RuntimeError("redis-server was started but does not answer")
+    stop(process)
+    raise RuntimeError(f"redis-server was started but does not answer (see {log_path})")
 
 
 def start_worker(log_path: Path, env: dict[str, str] | None = None, queues: str = "default,gpu",
@@ -75,11 +86,73 @@ def wait_http(url: str, timeout_s: float = 30.0, process: subprocess.Popen | Non
     raise RuntimeError(f"{url} did not answer within {timeout_s:.0f}s")
 
 
-def stop(process: subprocess.Popen, timeout_s: float = 10.0) -> None:
-    if process.poll() is None:
-        process.terminate()
+def stop(process: subprocess.Popen, timeout_s: float = 10.0) -> bool:
+    """Stop a process started here and everything in its process group: SIGTERM (gunicorn and Celery finish what
+    they are doing), SIGKILL after `timeout_s`. True when it stopped on SIGTERM (or had already exited)."""
+    graceful = True
+    _signal_group(process, signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        graceful = False
+    # Whatever of the group is left (all of it after a timeout, or a child its leader did not wait for) is killed.
+    _signal_group(process, signal.SIGKILL)
+    process.wait()
+    return graceful
+
+
+def _signal_group(process: subprocess.Popen, signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)  # the group of a process started in its own session has the process's id
+    except ProcessLookupError:
+        pass
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived. A BaseException, like KeyboardInterrupt, so no `except Exception` swallows it on
+    its way to the code that stops the children."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signal_name = signal.Signals(signum).name
+
+
+def _interrupt(signum: int, frame) -> None:
+    for each in STOP_SIGNALS:  # the stop that follows is not cut short by a second signal
+        signal.signal(each, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+class Children:
+    """The processes started inside `supervised`, by name, in the order they started."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, subprocess.Popen]] = []
+
+    def add(self, name: str, process: subprocess.Popen) -> subprocess.Popen:
+        self.started.append((name, process))
+        return process
+
+
+@contextmanager
+def supervised(report: Callable[[str], None], timeout_s: float = 10.0) -> Iterator[Children]:
+    """Children added in the block are stopped when it ends, however it ends: normally, by an error, or by SIGTERM
+    or SIGINT, which end the block (as `Interrupted`, swallowed here once reported). Without this, SIGTERM would end
+    the demo at once and leave the web server holding its port and the worker taking tasks. Newest first, each on a
+    line of its own; signals are ignored while they stop, so a second Ctrl-C cannot leave some running."""
+    children = Children()
+    previous = {each: signal.signal(each, _interrupt) for each in STOP_SIGNALS}
+    try:
+        yield children
+    except Interrupted as interrupted:
+        report(f"{interrupted.signal_name} received: stopping")
+    finally:
+        for each in STOP_SIGNALS:
+            signal.signal(each, signal.SIG_IGN)
         try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            for name, process in reversed(children.started):
+                graceful = stop(process, timeout_s)
+                report(f"stopped {name}, pid {process.pid}{'' if graceful else f' (killed after {timeout_s:.0f} s)'}")
+        finally:
+            for each, handler in previous.items():
+                signal.signal(each, handler)

@@ -1,22 +1,29 @@
-"""The README's main job, run as a user would: a fresh SQLite database, local files, a local Redis."""
+"""The README's main job, run as a user would, three times: a fresh SQLite database, local files, and a Redis the demo
+starts itself. The first run is stopped with SIGTERM, the second with Ctrl-C's SIGINT, the third ends by itself."""
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from hypergraph_site.demo.samples import SAMPLE_TRACES
-from tests.local_servers import free_port, private_redis
+from tests.local_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_IDS = sorted(trace_id for trace_id, *_ in SAMPLE_TRACES)
-STATUSES = ("import json; from explainer.models import Trace; "
-            "print(json.dumps(dict(Trace.objects.values_list('trace_id', 'status'))))")
+SERVING = "Servers keep running"
+STATE = ("import json; from explainer.models import ApiKey, Trace; print(json.dumps({"
+         "'statuses': dict(Trace.objects.values_list('trace_id', 'status')), "
+         "'keys': list(ApiKey.objects.filter(tenant__slug='demo').values_list('name', 'revoked'))}))")
 
 
 def _table_rows(stdout: str) -> dict[str, list[str]]:
@@ -29,41 +36,112 @@ def _table_rows(stdout: str) -> dict[str, list[str]]:
     return rows
 
 
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid`, from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _stopped_by_signal(args: list[str], env: dict, out: Path, signum: int) -> tuple[str, set[int]]:
+    """Run the demo until it serves, send `signum`; its output and the processes it had started."""
+    with open(out, "w") as log:
+        demo = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while SERVING not in out.read_text():
+            assert demo.poll() is None and time.monotonic() < deadline, out.read_text()[-3000:]
+            time.sleep(0.3)
+        children = _descendants(demo.pid)
+        demo.send_signal(signum)
+        assert demo.wait(60) == 0, out.read_text()[-3000:]
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    return out.read_text(), children
+
+
 @pytest.mark.slow
-def test_demo_completes_every_sample_trace_and_prints_the_urls_of_their_graphs(tmp_path):
-    port = free_port()
-    # A Redis of the test's own: the demo's worker must not take other tests' broker messages, nor they its.
-    with private_redis() as redis_server:
-        env = {
-            **os.environ,
-            "DEV_MODE": "1",
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
-            "DICT_ROOT": str(tmp_path / "dicts"),
-            "ARTIFACT_ROOT": str(tmp_path / "artifacts"),
-            "REDIS_URL": redis_server.url,
-        }
-        result = subprocess.run([sys.executable, "manage.py", "demo", "--exit", "--port", str(port)], cwd=ROOT,
-                                env=env, capture_output=True, text=True, timeout=240)
-    out = result.stdout
-    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="the demo starts redis-server itself here")
+def test_demo_explains_every_sample_stops_every_child_on_a_signal_and_reruns_without_piling_up(tmp_path):
+    port, redis_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "DEV_MODE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+        "DICT_ROOT": str(tmp_path / "dicts"),
+        "ARTIFACT_ROOT": str(tmp_path / "artifacts"),
+        # Nothing answers here, so the demo starts a redis-server of its own: it must stop with the rest.
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+    }
+    demo = [sys.executable, "manage.py", "demo", "--port", str(port), "--var", str(tmp_path / "var")]
 
-    # The database the demo wrote: every sample trace, and each one complete.
-    statuses = subprocess.run([sys.executable, "manage.py", "shell", "-c", STATUSES], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=60)
-    assert statuses.returncode == 0, statuses.stderr[-3000:]
-    assert json.loads(statuses.stdout.strip().splitlines()[-1]) == {trace_id: "complete" for trace_id in SAMPLE_IDS}
-
-    # What the user reads: a summary row per sample trace saying complete, with a graph of some size...
+    # 1. A first run explains every sample trace, serves, and stops every child on SIGTERM.
+    out, children = _stopped_by_signal(demo, env, tmp_path / "first.txt", signal.SIGTERM)
     rows = _table_rows(out)
     assert sorted(rows) == SAMPLE_IDS, out[-3000:]
     for trace_id, (_, status, nodes, incidences, _) in rows.items():
         assert status == "complete" and int(nodes) > 0 and int(incidences) > 0, rows[trace_id]
-    # ...and, under "Finished graphs", the URL of every sample trace's graph (only complete traces are listed).
-    assert "Finished graphs" in out, out[-3000:]
     finished = out.split("Finished graphs", 1)[1].split("Demo API key", 1)[0]
     listed = re.findall(rf"http://127\.0\.0\.1:{port}/v1/traces/([^/\s]+)/graph", finished)
     assert sorted(listed) == SAMPLE_IDS, finished
-    # ...each next to its page in the trace browser, and the login to open them with.
-    graph_views = re.findall(rf"http://127\.0\.0\.1:{port}/admin/explainer/trace/\d+/graph/", finished)
-    assert len(graph_views) == len(SAMPLE_IDS), finished
+    first_views = re.findall(rf"http://127\.0\.0\.1:{port}/admin/explainer/trace/\d+/graph/", finished)
+    assert len(first_views) == len(SAMPLE_IDS), finished
     assert re.search(r"login admin / \S+", out), out[-3000:]
+    key = re.search(r"Demo API key \(created, kept in \S+\): (\S+)", out).group(1)
+
+    assert len(children) >= 5, children  # redis-server, the worker, gunicorn's master and its two workers
+    assert "SIGTERM received: stopping" in out
+    stopped = out.split("SIGTERM received: stopping", 1)[1]
+    for name in (f"the web server (gunicorn, port {port})", "the Celery worker", "redis-server"):
+        assert f"stopped {name}" in stopped, stopped
+    assert [pid for pid in children if _running(pid)] == []
+    assert not _listening(port) and not _listening(redis_port)
+
+    # 2. A second run reuses the key, says the samples are explained, and stops on SIGINT (Ctrl-C).
+    out, children = _stopped_by_signal(demo, env, tmp_path / "second.txt", signal.SIGINT)
+    assert f"{', '.join(t for t, *_ in SAMPLE_TRACES)}: already explained (run with --fresh to explain them " \
+           "again)" in out, out[-3000:]
+    assert _table_rows(out) == {}  # nothing was sent again
+    assert f"Demo API key (reused, kept in {tmp_path / 'var' / 'demo_api_key'}): {key}" in out
+    assert "SIGINT received: stopping" in out and out.count("\nstopped ") == 3, out[-1500:]
+    assert [pid for pid in children if _running(pid)] == [] and not _listening(port)
+
+    # 3. --fresh explains them again (new traces), with the same key, and --exit stops by itself.
+    third = subprocess.run([*demo, "--exit", "--fresh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=240)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert sorted(_table_rows(third.stdout)) == SAMPLE_IDS and "already explained" not in third.stdout
+    views = re.findall(rf"http://127\.0\.0\.1:{port}/admin/explainer/trace/\d+/graph/", third.stdout)
+    assert len(views) == len(SAMPLE_IDS) and not set(views) & set(first_views)
+    assert f"): {key}" in third.stdout and third.stdout.count("\nstopped ") == 3
+    assert not _listening(port) and not _listening(redis_port)
+
+    state = subprocess.run([sys.executable, "manage.py", "shell", "-c", STATE], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert state.returncode == 0, state.stderr[-3000:]
+    state = json.loads(state.stdout.strip().splitlines()[-1])
+    assert state["statuses"] == {trace_id: "complete" for trace_id in SAMPLE_IDS}
+    assert state["keys"] == [["demo", False]]  # three runs, one key

@@ -1,4 +1,5 @@
 """The README's main job: the whole product on the bundled sample, from HTTP ingest to stored graphs."""
+import json
 import secrets
 from pathlib import Path
 
@@ -8,13 +9,25 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.urls import reverse
 
-from explainer.models import Scope, Tenant
+from explainer.artifacts import ArtifactStore
+from explainer.models import ApiKey, Scope, Tenant, TraceStatus
 from explainer.services import api_key_create, tenant_create
 from hypergraph_site.demo import processes
-from hypergraph_site.demo.samples import write_sample
-
+from hypergraph_site.demo.samples import SAMPLE_TRACES, write_sample
 
 DEMO_ADMIN = "admin"
+DEMO_TENANT = "demo"
+DEMO_KEY_NAME = "demo"
+SAMPLE_IDS = tuple(trace_id for trace_id, *_ in SAMPLE_TRACES)
+# A sample trace in one of these states will not be explained by sending its events again (they are acknowledged,
+# nothing more), so the demo deletes it and sends them anew.
+DEAD_ENDS = (TraceStatus.FAILED, TraceStatus.CANCELED, TraceStatus.EXPIRED)
+
+
+def _keep_secret(path: Path, secret: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
 
 
 def demo_admin(password_file: Path) -> tuple[str, str]:
@@ -31,53 +44,108 @@ def demo_admin(password_file: Path) -> tuple[str, str]:
     else:
         user.set_password(password)
         user.save(update_fields=["password"])
-    password_file.parent.mkdir(parents=True, exist_ok=True)
-    password_file.write_text(password + "\n")
-    password_file.chmod(0o600)
+    _keep_secret(password_file, password)
     return DEMO_ADMIN, password
+
+
+def demo_api_key(tenant: Tenant, key_file: Path) -> tuple[str, str]:
+    """The demo tenant's API key and what became of it: "reused" (the one kept in `key_file` still works), "created"
+    (none was kept) or "replaced" (the kept one was revoked, expired or unknown to this database).
+
+    Keys are stored hashed, so the plaintext is kept in `var/` (readable by the owner only), like the admin
+    password, for every run to print. Every other unrevoked `demo` key of the tenant is revoked: however often the
+    demo runs, one key of it works.
+    """
+    stored = key_file.read_text().strip() if key_file.exists() else ""
+    current = None
+    if stored:
+        try:
+            current = ApiKey.objects.get_from_key(stored)  # unknown, revoked and expired keys are not found
+        except ApiKey.DoesNotExist:
+            pass
+    if current is not None and current.tenant_id == tenant.pk and set(Scope.values) <= set(current.scopes):
+        key, outcome = stored, "reused"
+    else:
+        current, key = api_key_create(tenant=tenant, scopes=Scope.values, name=DEMO_KEY_NAME)
+        _keep_secret(key_file, key)
+        outcome = "replaced" if stored else "created"
+    tenant.api_keys.filter(name=DEMO_KEY_NAME, revoked=False).exclude(pk=current.pk).update(revoked=True)
+    return key, outcome
+
+
+def sample_traces_sort(tenant: Tenant, *, fresh: bool) -> tuple[list[str], list[str]]:
+    """The sample traces the tenant has explained already, and those to send: all of them with `fresh` (their
+    traces deleted first), else the rest. A sample trace that failed, was canceled or expired is deleted too, since
+    re-sending its events would only be acknowledged."""
+    traces = tenant.traces.filter(trace_id__in=SAMPLE_IDS)
+    doomed = traces if fresh else traces.filter(status__in=DEAD_ENDS)
+    store = ArtifactStore(settings.ARTIFACT_ROOT)
+    for pk in doomed.values_list("pk", flat=True):
+        store.delete(pk)
+    doomed.delete()
+    complete = set(traces.filter(status=TraceStatus.COMPLETE).values_list("trace_id", flat=True))
+    return [t for t in SAMPLE_IDS if t in complete], [t for t in SAMPLE_IDS if t not in complete]
 
 
 class Command(BaseCommand):
     help = ("Migrate, start Redis if needed, start the web server and a Celery worker, create a demo tenant, "
-            "replay the sample traces over HTTP and print the URLs of the finished graphs and an admin login.")
+            "replay the sample traces over HTTP and print the URLs of the finished graphs and an admin login. "
+            "Ctrl-C or SIGTERM stops every process it started.")
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--exit", action="store_true", help="stop the servers once the graphs are printed")
+        parser.add_argument("--fresh", action="store_true",
+                            help="explain the sample traces again: delete the demo's sample traces, send them anew")
+        parser.add_argument("--var", type=Path, default=Path(settings.VAR_DIR),
+                            help="where the demo keeps its samples, logs, admin password and API key (default var/)")
 
-    def handle(self, *args, port: int, exit: bool, **options):
-        var = Path(settings.BASE_DIR) / "var"
-        call_command("migrate", verbosity=0)
-        self.stdout.write(f"database ready ({settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]})")
-        self.stdout.write(f"redis {processes.redis_ensure(settings.REDIS_URL)} at {settings.REDIS_URL}")
-        _, traces = write_sample(Path(settings.DICT_ROOT), var / "samples" / "sample_traces.jsonl")
-        tenant = Tenant.objects.filter(slug="demo").first() or tenant_create(slug="demo", name="Demo")
-        _, key = api_key_create(tenant=tenant, scopes=Scope.values, name="demo")
-        base = f"http://127.0.0.1:{port}"
-        worker = processes.start_worker(var / "log" / "worker.log")
-        web = processes.start_web(port, var / "log" / "web.log")
-        try:
+    def handle(self, *args, port: int, exit: bool, fresh: bool, var: Path, **options):
+        with processes.supervised(self.stdout.write) as children:
+            call_command("migrate", verbosity=0)
+            self.stdout.write(f"database ready ({settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]})")
+            redis_server = processes.redis_ensure(settings.REDIS_URL, var / "log" / "redis.log")
+            if redis_server is not None:
+                children.add(f"redis-server ({settings.REDIS_URL})", redis_server)
+            self.stdout.write(f"redis {'started' if redis_server else 'running'} at {settings.REDIS_URL}")
+            _, traces = write_sample(Path(settings.DICT_ROOT), var / "samples" / "sample_traces.jsonl")
+            tenant = Tenant.objects.filter(slug=DEMO_TENANT).first() or tenant_create(slug=DEMO_TENANT, name="Demo")
+            key, key_outcome = demo_api_key(tenant, var / "demo_api_key")
+            explained, pending = sample_traces_sort(tenant, fresh=fresh)
+            base = f"http://127.0.0.1:{port}"
+            children.add("the Celery worker", processes.start_worker(var / "log" / "worker.log"))
+            web = children.add(f"the web server (gunicorn, port {port})",
+                               processes.start_web(port, var / "log" / "web.log"))
             processes.wait_http(f"{base}/healthz", process=web)
             self.stdout.write(f"web server at {base}, worker running (logs in {var / 'log'})")
-            call_command("replay", str(traces), tenant="demo", url=base, api_key=key, wait=True, timeout=300)
-            username, password = demo_admin(var / "demo_admin_password")
-            self.stdout.write("\nFinished graphs (open them in a browser with the login below; the API URLs "
-                              "need the header X-API-Key: <key>):")
-            complete = list(tenant.traces.filter(status="complete").order_by("trace_id"))
-            width = max((len(trace.trace_id) for trace in complete), default=0)
-            for trace in complete:
-                graph_view = reverse("admin:explainer_trace_graph", args=[trace.pk])
-                self.stdout.write(f"  {trace.trace_id:<{width}}  {base}{graph_view}")
-                self.stdout.write(f"  {'':<{width}}  API {base}/v1/traces/{trace.trace_id}/graph")
-            self.stdout.write(f"\nTrace browser: {base}/admin/  login {username} / {password}")
-            self.stdout.write(f"Demo API key (shown once): {key}")
-            self.stdout.write(f"Try: curl -H 'X-API-Key: {key}' {base}/v1/traces/sample-biology/graph"
-                              "?format=hif-standard")
+            if explained:
+                self.stdout.write(f"{', '.join(explained)}: already explained (run with --fresh to explain them "
+                                  "again)")
+            elif fresh:
+                self.stdout.write("explaining the sample traces again (--fresh: their old traces are deleted)")
+            if pending:
+                to_send = var / "samples" / "to_explain.jsonl"
+                to_send.write_text("".join(line + "\n" for line in traces.read_text().splitlines()
+                                           if json.loads(line)["trace_id"] in pending))
+                call_command("replay", str(to_send), tenant=DEMO_TENANT, url=base, api_key=key, wait=True,
+                             timeout=300)
+            self._print_graphs(tenant, base, key, key_outcome, var)
             if not exit:
-                self.stdout.write("Servers keep running; press Ctrl-C to stop.")
+                self.stdout.write("Servers keep running; press Ctrl-C (or send SIGTERM) to stop them.")
                 web.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            processes.stop(web)
-            processes.stop(worker)
+                self.stdout.write(f"the web server exited by itself (code {web.returncode})")
+
+    def _print_graphs(self, tenant: Tenant, base: str, key: str, key_outcome: str, var: Path) -> None:
+        username, password = demo_admin(var / "demo_admin_password")
+        self.stdout.write("\nFinished graphs (open them in a browser with the login below; the API URLs "
+                          "need the header X-API-Key: <key>):")
+        complete = list(tenant.traces.filter(status="complete").order_by("trace_id"))
+        width = max((len(trace.trace_id) for trace in complete), default=0)
+        for trace in complete:
+            graph_view = reverse("admin:explainer_trace_graph", args=[trace.pk])
+            self.stdout.write(f"  {trace.trace_id:<{width}}  {base}{graph_view}")
+            self.stdout.write(f"  {'':<{width}}  API {base}/v1/traces/{trace.trace_id}/graph")
+        self.stdout.write(f"\nTrace browser: {base}/admin/  login {username} / {password}")
+        self.stdout.write(f"Demo API key ({key_outcome}, kept in {var / 'demo_api_key'}): {key}")
+        self.stdout.write(f"Try: curl -H 'X-API-Key: {key}' {base}/v1/traces/sample-biology/graph"
+                          "?format=hif-standard")
