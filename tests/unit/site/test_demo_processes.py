@@ -15,12 +15,22 @@ def _child(script: str) -> tuple[subprocess.Popen, int]:
     return shell, int(shell.stdout.readline())
 
 
-def _gone(pid: int) -> bool:
+def _stopped(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has stopped; its parent reaps it
     except FileNotFoundError:
         return True
+
+
+def _gone(pid: int, timeout_s: float = 5.0) -> bool:
+    """Stopped within `timeout_s`: a signalled grandchild exits a moment later, more so on a loaded machine."""
+    deadline = time.monotonic() + timeout_s
+    while not _stopped(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_sigterm_ends_the_block_and_stops_every_child_and_its_group_newest_first():
