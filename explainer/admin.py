@@ -20,7 +20,7 @@ from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
 from . import admin_views
-from .admin_scope import SuperuserOnlyAdmin, TenantScopedAdmin, admin_scope
+from .admin_scope import ReadOnlyForScope, SuperuserOnlyAdmin, TenantScopedAdmin, admin_scope
 from .event_summary import event_summary, with_event_summary
 from .models import ApiKey, DeadLetter, Explanation, StaffTenant, Tenant, Trace, TraceEvent, TraceStatus
 from .services import dead_letters_replay
@@ -101,7 +101,7 @@ class StaffUserAdmin(UserAdmin):
 
 # --- Traces and their events --------------------------------------------------------------------------
 
-class TraceEventInline(admin.TabularInline):
+class TraceEventInline(ReadOnlyForScope, admin.TabularInline):
     model = TraceEvent
     fields = ("event_type", "granularity", "summary", "received")
     readonly_fields = fields
@@ -115,18 +115,6 @@ class TraceEventInline(admin.TabularInline):
     @admin.display(description="what it carried")
     def summary(self, event: TraceEvent) -> str:
         return event_summary(event)
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return admin_scope(request).can_view
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 @admin.register(Trace)

@@ -52,7 +52,23 @@ def admin_scope(request: HttpRequest) -> AdminScope:
     return scope
 
 
-class TenantScopedAdmin(admin.ModelAdmin):
+class ReadOnlyForScope:
+    """Admin permissions of rows the pipeline owns: visible to whoever has an admin scope, never edited here."""
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        return admin_scope(request).can_view
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+class TenantScopedAdmin(ReadOnlyForScope, admin.ModelAdmin):
     """A read-only admin over rows that belong to a tenant through `tenant_path`.
 
     Viewing follows the tenant link rather than Django's model permissions: linking a staff user to a tenant is the
@@ -72,18 +88,6 @@ class TenantScopedAdmin(admin.ModelAdmin):
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return admin_scope(request).can_view
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return admin_scope(request).can_view
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 class SuperuserOnlyAdmin(admin.ModelAdmin):

@@ -23,13 +23,18 @@ from .selectors import dictionary_catalog, explanation_get, trace_get, trace_lis
 # --- What the answers look like (OpenAPI only: the views build plain dicts) ------------------------------------------
 
 
-class TraceItemSerializer(serializers.Serializer):
+class TraceFieldsSerializer(serializers.Serializer):
+    """What every view of a trace says about it."""
+
     trace_id = serializers.CharField()
     status = serializers.ChoiceField(TraceStatus.values)
     stage = serializers.ChoiceField(Stage.values, allow_blank=True,
                                     help_text="The stage due or running; empty until finalized")
     granularity = serializers.ChoiceField(Granularity.values)
     model_name = serializers.CharField(allow_blank=True)
+
+
+class TraceItemSerializer(TraceFieldsSerializer):
     nodes = serializers.IntegerField(allow_null=True, help_text="Nodes of the graph; null until complete")
     incidences = serializers.IntegerField(allow_null=True, help_text="Incidences of the graph; null until complete")
     error = serializers.CharField(allow_null=True, help_text="Why the trace failed or expired")
@@ -51,15 +56,9 @@ class TraceCountsSerializer(serializers.Serializer):
     graph_bytes = serializers.IntegerField(allow_null=True, help_text="Size of the stored HIF document")
 
 
-class TraceSummarySerializer(serializers.Serializer):
+class TraceSummarySerializer(TraceFieldsSerializer):
     """`explainer.selectors.trace_summary`: where a trace stands."""
 
-    trace_id = serializers.CharField()
-    status = serializers.ChoiceField(TraceStatus.values)
-    stage = serializers.ChoiceField(Stage.values, allow_blank=True,
-                                    help_text="The stage due or running; empty until finalized")
-    granularity = serializers.ChoiceField(Granularity.values)
-    model_name = serializers.CharField(allow_blank=True)
     model_hash = serializers.CharField(allow_blank=True)
     finalized = serializers.BooleanField()
     timings = serializers.DictField(child=serializers.FloatField(), help_text="Seconds of each finished stage")
