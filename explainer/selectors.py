@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime
 
 from django.conf import settings
@@ -108,14 +109,24 @@ def dictionary_catalog(*, max_age_s: float = CATALOG_TTL_S) -> DictionaryCatalog
 
 
 def _read_catalog(dict_root: str, name: str) -> DictionaryCatalog:
-    layers: dict[int, DictionaryLayer | None] = {}
+    layers = {}
     for layer in dictionary_layers(dict_root, name):
         folder = dictionary_layer_folder(dict_root, name, layer)
-        try:
-            spec = read_spec(folder)
-        except DictionaryError:
-            layers[layer] = None
-            continue
-        layers[layer] = DictionaryLayer(d_in=spec.d_in, d_sae=spec.d_sae, architecture=spec.architecture,
-                                        format=spec.format, labelled=(folder / LABELS_FILE).is_file())
+        stats = sorted((p.name, p.stat()) for p in folder.iterdir() if p.is_file())
+        layers[layer] = _layer_info(str(folder), tuple((n, st.st_mtime_ns, st.st_size) for n, st in stats))
     return DictionaryCatalog(name=name, layers=layers)
+
+
+@lru_cache(maxsize=256)
+def _layer_info(folder: str, files: tuple) -> DictionaryLayer | None:
+    """One layer's description, read once per version of its files (`files`: names, mtimes and sizes).
+
+    Reading a spec validates every weight (a full scan of a multi-GiB dictionary), so the catalog's periodic look at
+    the folder must not repeat it while nothing changed.
+    """
+    try:
+        spec = read_spec(folder)
+    except DictionaryError:
+        return None
+    return DictionaryLayer(d_in=spec.d_in, d_sae=spec.d_sae, architecture=spec.architecture, format=spec.format,
+                           labelled=any(name == LABELS_FILE for name, _, _ in files))

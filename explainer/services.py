@@ -110,15 +110,20 @@ def trace_renew_lease(*, trace_pk: int, owner: str) -> bool:
     return bool(Trace.objects.filter(pk=trace_pk, lease_owner=owner).update(lease_until=_lease_end()))
 
 
+def _with_timing(timings: dict, stage: Stage, seconds: float) -> dict:
+    return {**timings, stage: round(seconds, 4)}
+
+
 def trace_advance(*, trace_pk: int, run_id: str, stage: Stage, owner: str, seconds: float) -> bool:
-    """Record a finished stage and make the next one due, in one conditional UPDATE by the lease holder."""
+    """Record a finished stage and make the next one due: the holder's timings, then one conditional UPDATE that
+    changes nothing if the lease was taken over meanwhile."""
     trace = Trace.objects.filter(pk=trace_pk, lease_owner=owner).only("timings").first()
     if trace is None:
         return False
     return bool(
         Trace.objects.filter(pk=trace_pk, run_id=run_id, stage=stage, lease_owner=owner).update(
             stage=Stage(stage).next, lease_owner="", lease_until=_lease_end(), attempts=0,
-            timings={**trace.timings, stage: round(seconds, 4)}, updated=timezone.now(),
+            timings=_with_timing(trace.timings, stage, seconds), updated=timezone.now(),
         )
     )
 
@@ -135,7 +140,7 @@ def trace_complete(*, trace_pk: int, run_id: str, owner: str, document: dict, si
         now = timezone.now()
         Trace.objects.filter(pk=trace_pk).update(
             status=TraceStatus.COMPLETE, finished_at=now, updated=now, lease_owner="", lease_until=None,
-            timings={**trace.timings, Stage.PERSIST: round(seconds, 4)},
+            timings=_with_timing(trace.timings, Stage.PERSIST, seconds),
         )
         Explanation.objects.update_or_create(
             trace_id=trace_pk,

@@ -228,3 +228,19 @@ def test_dictionaries_lists_what_the_service_can_decode(alice, client_for, sampl
     assert body == {"dictionaries": [{"name": "sample", "layers": [
         {"layer": 6, "readable": True, "d_in": 384, "d_sae": 4096, "architecture": "standard", "format": "saelens",
          "labelled": True}]}]}
+
+
+def test_the_catalog_reads_a_layer_again_only_when_its_files_change(sample_dictionary, monkeypatch):
+    from explainer import selectors
+
+    reads = []
+    real = selectors.read_spec
+    monkeypatch.setattr(selectors, "read_spec", lambda folder: reads.append(folder) or real(folder))
+    selectors._layer_info.cache_clear()
+    assert selectors.dictionary_catalog(max_age_s=0).widths == {6: 384}
+    assert selectors.dictionary_catalog(max_age_s=0).widths == {6: 384}
+    assert len(reads) == 1
+    labels = sample_dictionary / "labels.json"
+    labels.unlink()
+    assert selectors.dictionary_catalog(max_age_s=0).layers[6].labelled is False
+    assert len(reads) == 2

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Callable
 
-import numpy as np
-
 TERMINAL = ("complete", "failed", "canceled")
 
 # Short answers: one or two sentences, 8-14 tokens each (explainer.text tokenization).

@@ -3,9 +3,6 @@ commands that use it, in tests/unit/explainer/test_minilm_training.py)."""
 
 from __future__ import annotations
 
-import json
-import re
-
 import numpy as np
 import pytest
 
