@@ -15,7 +15,7 @@ from typing import Iterable
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -58,6 +58,12 @@ STAGE_TASKS = {stage: f"explainer.tasks.stage_{stage.value}" for stage in Stage}
 
 def _lease_end() -> datetime:
     return timezone.now() + timedelta(seconds=settings.STAGE_LEASE_S)
+
+
+def stage_queue(stage: Stage) -> str:
+    """The queue `stage`'s task is routed to (the Celery app's routing is the one source)."""
+    route = current_app.conf.task_routes.get(STAGE_TASKS[Stage(stage)], {})
+    return route.get("queue", current_app.conf.task_default_queue)
 
 
 def stage_publish(*, trace_pk: int, run_id: str, stage: Stage) -> bool:
@@ -110,46 +116,46 @@ def trace_renew_lease(*, trace_pk: int, owner: str) -> bool:
     return bool(Trace.objects.filter(pk=trace_pk, lease_owner=owner).update(lease_until=_lease_end()))
 
 
-def _with_timing(timings: dict, stage: Stage, seconds: float) -> dict:
-    return {**timings, stage: round(seconds, 4)}
+def trace_advance(*, trace_pk: int, run_id: str, stage: Stage, owner: str, timings: dict,
+                  keep: bool = False) -> bool:
+    """Record a finished stage (`timings`: the run's stage seconds so far, this one included) and make the next one
+    due, in one conditional UPDATE that changes nothing if the lease was taken over meanwhile.
 
-
-def trace_advance(*, trace_pk: int, run_id: str, stage: Stage, owner: str, seconds: float) -> bool:
-    """Record a finished stage and make the next one due: the holder's timings, then one conditional UPDATE that
-    changes nothing if the lease was taken over meanwhile."""
-    trace = Trace.objects.filter(pk=trace_pk, lease_owner=owner).only("timings").first()
-    if trace is None:
-        return False
+    With `keep` the holder goes straight on to the next stage: it keeps the lease, as if it had claimed it.
+    """
+    lease = {"lease_owner": owner, "attempts": 1, "status": TraceStatus.RUNNING} if keep else \
+        {"lease_owner": "", "attempts": 0}
     return bool(
         Trace.objects.filter(pk=trace_pk, run_id=run_id, stage=stage, lease_owner=owner).update(
-            stage=Stage(stage).next, lease_owner="", lease_until=_lease_end(), attempts=0,
-            timings=_with_timing(trace.timings, stage, seconds), updated=timezone.now(),
+            stage=Stage(stage).next, lease_until=_lease_end(), timings=timings, updated=timezone.now(), **lease,
         )
     )
 
 
 def trace_complete(*, trace_pk: int, run_id: str, owner: str, document: dict, size_bytes: int,
-                   seconds: float) -> bool:
-    """Upsert the explanation and mark the run complete, atomically, if this holder still has the lease."""
+                   timings: dict) -> bool:
+    """Upsert the explanation and mark the run complete, atomically, if this holder still has the lease.
+
+    Always committed durably, even on a worker connection that commits stage transitions asynchronously: once it
+    returns, the caller deletes the artifacts a re-run would need.
+    """
     with transaction.atomic():
-        trace = (Trace.objects.select_for_update()
-                 .filter(pk=trace_pk, run_id=run_id, stage=Stage.PERSIST, lease_owner=owner,
-                         status=TraceStatus.RUNNING).first())
-        if trace is None:
-            return False
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO on")
         now = timezone.now()
-        Trace.objects.filter(pk=trace_pk).update(
+        done = Trace.objects.filter(pk=trace_pk, run_id=run_id, stage=Stage.PERSIST, lease_owner=owner,
+                                    status=TraceStatus.RUNNING).update(
             status=TraceStatus.COMPLETE, finished_at=now, updated=now, lease_owner="", lease_until=None,
-            timings=_with_timing(trace.timings, Stage.PERSIST, seconds),
+            timings=timings,
         )
-        Explanation.objects.update_or_create(
-            trace_id=trace_pk,
-            defaults={
-                "document": document,
-                "size_bytes": size_bytes,
-                "node_count": len(document["nodes"]),
-                "incidence_count": len(document["incidences"]),
-            },
+        if not done:
+            return False
+        Explanation.objects.bulk_create(
+            [Explanation(trace_id=trace_pk, document=document, size_bytes=size_bytes,
+                         node_count=len(document["nodes"]), incidence_count=len(document["incidences"]))],
+            update_conflicts=True, unique_fields=["trace"],
+            update_fields=["document", "size_bytes", "node_count", "incidence_count", "updated"],
         )
     return True
 

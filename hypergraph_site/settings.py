@@ -144,6 +144,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 STAGE_LEASE_S = env.int("STAGE_LEASE_S", default=30)
 # How often the sweeper inside each worker looks for expired leases (one worker at a time, under a Redis lock).
 SWEEP_INTERVAL_S = env.int("SWEEP_INTERVAL_S", default=5)
+# A worker that takes the next stage's queue runs that stage itself instead of publishing it (0: publish every stage).
+STAGE_INLINE = env.bool("STAGE_INLINE", default=True)
+# Workers commit stage transitions without waiting for the WAL flush (a transition lost in a crash is re-run from
+# its lease; the completion is always durable). https://www.postgresql.org/docs/current/wal-async-commit.html
+WORKER_ASYNC_COMMIT = env.bool("WORKER_ASYNC_COMMIT", default=True)
 # A stage started this many times in one run without finishing fails the trace (input that kills its worker).
 STAGE_MAX_ATTEMPTS = env.int("STAGE_MAX_ATTEMPTS", default=3)
 # Transient errors (Redis, broker, database) are retried in the task for at least this long before dead-lettering.
