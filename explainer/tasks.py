@@ -40,10 +40,10 @@ def stage_build(trace_pk: int, run_id: str) -> None:
 
 @shared_task(name=services.STAGE_TASKS[Stage.PERSIST], **STAGE_TASK_OPTIONS)
 def stage_persist(trace_pk: int, run_id: str) -> None:
-    def finish(trace: Trace, owner: str, document: dict, seconds: float) -> bool:
-        return pipeline.persist_finish(trace, pipeline.artifact_store(), owner, document, seconds)
+    def finish(trace: Trace, owner: str, graph: pipeline.StoredGraph, seconds: float) -> bool:
+        return pipeline.persist_finish(trace, pipeline.artifact_store(), owner, graph, seconds)
 
-    run_stage(Stage.PERSIST, trace_pk, run_id, lambda t: pipeline.artifact_store().load_json(t.pk, "graph"),
+    run_stage(Stage.PERSIST, trace_pk, run_id, lambda t: pipeline.persist_stage(t, pipeline.artifact_store()),
               finish=finish)
 
 

@@ -2,11 +2,26 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("DEV_MODE", "1")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def graph_root(tmp_path_factory) -> Path:
+    """Where the tests' graph documents go (and the end-to-end workers', through GRAPH_ROOT)."""
+    return tmp_path_factory.mktemp("graphs")
+
+
+@pytest.fixture(autouse=True)
+def _graphs_in_a_test_folder(settings, graph_root):
+    """Graph documents written by a test go to a temporary folder, never the checkout's var/graphs."""
+    from hypergraph_site.storage import local_storage
+
+    settings.STORAGES = {**settings.STORAGES, "graphs": local_storage(graph_root)}
 
 
 @pytest.fixture
