@@ -44,7 +44,7 @@ def _join(*parts: str) -> str:
 def tenant_segment(slug: str) -> str:
     """The tenant's own folder: its slug when that is already a clean slug, else the slug of it plus its hash."""
     clean = _slug(slug)
-    return clean if clean == slug else f"{clean or 'tenant'}-{hash8(slug)}"
+    return clean if clean and clean == slug else f"{clean or 'tenant'}-{hash8(slug)}"
 
 
 def tenant_prefix(prefix: str, tenant_slug: str) -> str:

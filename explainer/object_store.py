@@ -33,12 +33,13 @@ def storage(alias: str) -> Storage:
     return storages[alias]
 
 
-def _botocore_errors() -> tuple[type[Exception], type[Exception]] | None:
+def _botocore_errors() -> tuple[tuple[type[Exception], ...], type[Exception]] | None:
+    """botocore's connection failures (refused, timed out, closed: two families) and its error answers."""
     try:
-        from botocore.exceptions import ClientError, HTTPClientError
+        from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
     except ImportError:  # the s3 extra is not installed, so no storage here can raise them
         return None
-    return HTTPClientError, ClientError
+    return (ConnectionError, HTTPClientError), ClientError
 
 
 @contextmanager
@@ -52,8 +53,8 @@ def storage_errors(key: str) -> Iterator[None]:
     except Exception as exc:
         if boto is None:
             raise
-        connection_error, client_error = boto
-        if isinstance(exc, connection_error):
+        connection_errors, client_error = boto
+        if isinstance(exc, connection_errors):
             # botocore's message names the endpoint; the reason stays readable to clients without it.
             raise StorageUnavailable(f"the object store is unreachable ({type(exc).__name__}) for '{key}'") from exc
         if isinstance(exc, client_error):

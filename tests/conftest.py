@@ -80,3 +80,30 @@ def redis_flush():
     client.flushdb()
     yield client
     client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server mode on 127.0.0.1 (tests/s3_server.py), for the whole session."""
+    from tests.s3_server import s3_server as start
+
+    with start() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server, settings, monkeypatch):
+    """This process keeps graphs and artifacts in a fresh bucket of the test S3 server, SSE-KMS under a new key."""
+    from hypergraph_site.storage import s3_storage
+    from tests.s3_server import ACCESS, REGION
+
+    for name, value in ACCESS.items():
+        monkeypatch.setenv(name, value)
+    s3_server.start()
+    bucket = s3_server.new_bucket()
+    store = s3_storage(bucket=bucket.name, region=REGION, endpoint_url=s3_server.url, kms_key_id=bucket.kms_key)
+    settings.STORAGE_BACKEND = settings.ARTIFACT_BACKEND = "s3"
+    settings.S3_BUCKET, settings.S3_PREFIX, settings.S3_KMS_KEY_ID = bucket.name, "hypergraph", bucket.kms_key
+    settings.STORAGES = {**settings.STORAGES, "graphs": store, "artifacts": store}
+    yield bucket
+    s3_server.start()  # a test that stopped it leaves it running for the next
