@@ -63,6 +63,13 @@ class TenantAdmin(SuperuserOnlyAdmin):
     search_fields = ("slug", "name")
     fields = ("slug", "name", "retention_days")
 
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        """A superuser deleting a tenant deletes its traces, events and the rest with it (and, through
+        `explainer.signals`, what they stored in the object store and Redis), although those pages are read-only:
+        the pipeline's rows are never edited one by one, but they go with their tenant."""
+        deleted, counts, _, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
+
 
 if admin.site.is_registered(APIKey):
     # The library registers its own key model; ours (with tenant and scopes) is the only one people should see.

@@ -217,3 +217,16 @@ def test_deleting_a_tenant_deletes_its_objects(s3, alice, bob, redis_flush):
     Tenant.objects.get(slug="alice").delete()
     assert all(_gone(s3, trace, key, redis_client) for trace, key in zip(traces, keys))
     assert s3.keys() == [_explanation(bobs).object_key]
+
+
+def test_the_admin_edits_a_tenants_retention_and_its_deletion_deletes_its_objects(s3, alice, client,
+                                                                                django_user_model):
+    client.force_login(staff_user(django_user_model, "root", superuser=True))
+    tenant = alice[0]
+    change = reverse("admin:explainer_tenant_change", args=[tenant.pk])
+    assert client.post(change, {"slug": "alice", "name": "Alice", "retention_days": "7"}).status_code == 302
+    assert Tenant.objects.get(pk=tenant.pk).retention_days == 7
+    key = _explanation(complete_trace(tenant, "req-42")).object_key
+    delete = reverse("admin:explainer_tenant_delete", args=[tenant.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 302
+    assert not Tenant.objects.filter(pk=tenant.pk).exists() and key not in s3.keys()
