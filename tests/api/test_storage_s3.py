@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import json
 import logging
+import uuid
 from datetime import timedelta
 from datetime import timezone as dt_timezone
 
@@ -16,10 +17,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 import hif
-from explainer import services
+from explainer import pipeline, services
 from explainer.artifacts import ArtifactMissing, ObjectArtifactStore
 from explainer.graph_documents import GraphCorrupt, graph_bytes, graph_store
-from explainer.models import DeadLetter, Explanation, Scope, Tenant, Trace, TraceEvent, TraceStatus
+from explainer.models import DeadLetter, Explanation, Scope, Stage, Tenant, Trace, TraceEvent, TraceStatus
 from explainer.object_store import StorageUnavailable
 from explainer.runner import TRANSIENT_ERRORS
 from explainer.shards import shard_client
@@ -230,3 +231,38 @@ def test_the_admin_edits_a_tenants_retention_and_its_deletion_deletes_its_object
     delete = reverse("admin:explainer_tenant_delete", args=[tenant.pk])
     assert client.post(delete, {"post": "yes"}).status_code == 302
     assert not Tenant.objects.filter(pk=tenant.pk).exists() and key not in s3.keys()
+
+
+def _persisting(tenant: Tenant, trace_id: str, owner: str) -> tuple[Trace, ObjectArtifactStore]:
+    """A trace whose persist stage `owner` holds, with the built document in the artifact store."""
+    trace = Trace.objects.create(tenant=tenant, trace_id=trace_id, status=TraceStatus.RUNNING, stage=Stage.PERSIST,
+                                 run_id=uuid.uuid4(), lease_owner=owner)
+    store = ObjectArtifactStore("hypergraph")
+    store.save_json(trace.pk, "graph", small_document())
+    return trace, store
+
+
+def test_persist_stores_the_document_then_completes_and_drops_the_artifacts(s3, alice):
+    trace, store = _persisting(alice[0], "req-42", "a" * 32)
+    graph = pipeline.persist_stage(trace, store)
+    assert s3.keys() == sorted([graph.key, f"hypergraph/_artifacts/{trace.pk}/graph.json"])
+    assert Trace.objects.get(pk=trace.pk).status == TraceStatus.RUNNING  # not complete until recorded
+    assert pipeline.persist_finish(trace, store, "a" * 32, graph, 0.1)
+    explanation = _explanation(trace)
+    assert (explanation.object_key, explanation.content_sha256) == (graph.key, graph.sha256)
+    assert explanation.meta == small_document()["meta"] and s3.keys() == [graph.key]
+
+
+def test_a_trace_deleted_while_it_persisted_leaves_nothing_behind(s3, alice):
+    trace, store = _persisting(alice[0], "req-42", "a" * 32)
+    graph = pipeline.persist_stage(trace, store)
+    Trace.objects.filter(pk=trace.pk).delete()
+    assert not pipeline.persist_finish(trace, store, "a" * 32, graph, 0.1)
+    assert s3.keys() == []
+
+
+def test_a_persist_that_lost_its_lease_keeps_the_document_for_the_holder(s3, alice):
+    trace, store = _persisting(alice[0], "req-42", "b" * 32)  # another worker holds it now
+    graph = pipeline.persist_stage(trace, store)
+    assert not pipeline.persist_finish(trace, store, "a" * 32, graph, 0.1)
+    assert graph.key in s3.keys()
