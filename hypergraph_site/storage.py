@@ -26,7 +26,11 @@ def s3_storage(*, bucket: str, region: str, endpoint_url: str, kms_key_id: str) 
     for `TASK_RETRY_WINDOW_S` (https://django-storages.readthedocs.io/en/latest/backends/amazon-S3.html).
     An `S3_ENDPOINT_URL` (MinIO, Ceph, a test server) is addressed path-style, which such servers expect.
     """
-    from botocore.config import Config
+    try:
+        from botocore.config import Config
+    except ImportError:
+        raise SystemExit("hypergraph-sidecar: STORAGE_BACKEND=s3 or ARTIFACT_BACKEND=s3 needs the `s3` extra: "
+                         "pip install -e '.[s3]' (django-storages and boto3)") from None
 
     return {
         "BACKEND": "storages.backends.s3.S3Storage",
