@@ -14,8 +14,14 @@ from rest_framework_api_key.models import AbstractAPIKey
 
 
 class Tenant(models.Model):
+    """A customer. Deleting one deletes its traces and everything stored for them (`services.tenant_delete`)."""
+
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200, blank=True)
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Days this tenant's traces are kept before `manage.py purge` deletes them; 0 keeps them forever; "
+                  "empty uses RETENTION_DAYS.")
     created = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -25,6 +31,7 @@ class Tenant(models.Model):
 class Scope(models.TextChoices):
     TRACES_WRITE = "traces:write"
     TRACES_READ = "traces:read"
+    TRACES_DELETE = "traces:delete"
 
 
 class ApiKey(AbstractAPIKey):
@@ -88,7 +95,7 @@ class Trace(models.Model):
     """
 
     # No index of its own: (tenant, trace_id) and (tenant, created, id) already lead with it.
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="traces", db_index=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="traces", db_index=False)
     trace_id = models.CharField(max_length=128)
     status = models.CharField(max_length=16, choices=TraceStatus.choices, default=TraceStatus.OPEN)
     stage = models.CharField(max_length=16, choices=Stage.choices, blank=True)
@@ -156,10 +163,18 @@ class TraceEvent(models.Model):
 
 
 class Explanation(models.Model):
-    """The stored HIF document of a complete trace (JSONB on PostgreSQL); one per trace, upserted."""
+    """What PostgreSQL keeps of a complete trace's HIF document; one per trace, upserted.
+
+    The document lives in the object store under `object_key` (`graph_documents`), gzipped, and `content_sha256`
+    (of its canonical JSON) is checked whenever it is read; `meta` and the counts serve lists and pages without it.
+    Rows written before documents moved out have no key and hold the document itself in `document` (JSONB).
+    """
 
     trace = models.OneToOneField(Trace, on_delete=models.CASCADE, related_name="explanation")
-    document = models.JSONField()
+    document = models.JSONField(null=True, blank=True)
+    object_key = models.CharField(max_length=512, blank=True)
+    content_sha256 = models.CharField(max_length=64, blank=True)
+    meta = models.JSONField(default=dict, blank=True)
     size_bytes = models.PositiveIntegerField()
     node_count = models.PositiveIntegerField()
     incidence_count = models.PositiveIntegerField()

@@ -22,7 +22,8 @@ from . import services
 from .activations import decode_inline_activations
 from .selectors import dictionary_catalog
 from .shards import shard_client
-from .artifacts import ArtifactStore
+from .artifacts import ArtifactStore, configured_artifact_store
+from .graph_documents import StoredGraph, graph_delete, graph_store
 from .models import Stage, Trace
 from .text import sentence_windows
 from .trace_data import activation_payloads, completion_of
@@ -34,7 +35,7 @@ class PipelineError(Exception):
 
 @cache
 def artifact_store() -> ArtifactStore:
-    return ArtifactStore(settings.ARTIFACT_ROOT)
+    return configured_artifact_store()
 
 
 @cache
@@ -267,11 +268,24 @@ def build_stage(trace: Trace, store: ArtifactStore) -> None:
     store.save_json(trace.pk, "graph", document)
 
 
-def persist_finish(trace: Trace, store: ArtifactStore, owner: str, document: dict, seconds: float) -> bool:
-    """Store the built document as the trace's explanation and complete the run; then drop its artifacts."""
-    size = len(hif.dumps_canonical(document))
-    done = services.trace_complete(trace_pk=trace.pk, run_id=str(trace.run_id), owner=owner, document=document,
-                                   size_bytes=size, timings={**trace.timings, Stage.PERSIST: round(seconds, 4)})
+def persist_stage(trace: Trace, store: ArtifactStore) -> StoredGraph:
+    """Write the built document to the object store; the trace is complete only once it is there (`persist_finish`).
+
+    An unreachable store raises `StorageUnavailable`, which the runner retries, then dead-letters.
+    """
+    return graph_store(trace=trace, document=store.load_json(trace.pk, "graph"))
+
+
+def persist_finish(trace: Trace, store: ArtifactStore, owner: str, graph: StoredGraph, seconds: float) -> bool:
+    """Record the stored document as the trace's explanation and complete the run; then drop its artifacts.
+
+    A trace deleted while this stage ran leaves nothing behind: its document and artifacts are deleted here.
+    """
+    done = services.trace_complete(trace_pk=trace.pk, run_id=str(trace.run_id), owner=owner, graph=graph,
+                                   timings={**trace.timings, Stage.PERSIST: round(seconds, 4)})
     if done:
+        store.delete(trace.pk)
+    elif not Trace.objects.filter(pk=trace.pk).exists():
+        graph_delete(key=graph.key)
         store.delete(trace.pk)
     return done

@@ -23,6 +23,7 @@ import sae
 from . import services
 from .artifacts import ArtifactMissing
 from .leases import owner_token
+from .object_store import StorageUnavailable
 from .models import Stage, Trace
 from .pipeline import PipelineError, public_message
 
@@ -32,9 +33,10 @@ T = TypeVar("T")
 
 # Input problems no retry can fix: the trace fails at once with the message.
 PERMANENT_ERRORS = (PipelineError, sae.DictionaryError, ArtifactMissing)
-# Outages a later attempt may not meet: retried with backoff for the retry window.
+# Outages a later attempt may not meet: retried with backoff for the retry window. The object store's are
+# `StorageUnavailable` (botocore's connection errors and S3's 5xx answers, translated in `object_store`).
 TRANSIENT_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError, OperationalError, InterfaceError,
-                    ConnectionError, TimeoutError)
+                    StorageUnavailable, ConnectionError, TimeoutError)
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
 

@@ -30,6 +30,8 @@ from .models import (
     Trace,
     TraceStatus,
 )
+from .artifacts import configured_artifact_store
+from .graph_documents import StoredGraph, graph_delete
 from .leases import owner_is_gone
 from .shards import shard_keys, shards_delete
 
@@ -132,9 +134,10 @@ def trace_advance(*, trace_pk: int, run_id: str, stage: Stage, owner: str, timin
     )
 
 
-def trace_complete(*, trace_pk: int, run_id: str, owner: str, document: dict, size_bytes: int,
-                   timings: dict) -> bool:
-    """Upsert the explanation and mark the run complete, atomically, if this holder still has the lease.
+def trace_complete(*, trace_pk: int, run_id: str, owner: str, graph: StoredGraph, timings: dict) -> bool:
+    """Upsert the explanation (the stored document's key, hash and summary) and mark the run complete, atomically,
+    if this holder still has the lease. The document is in the object store already: a complete trace always has
+    its whole document there.
 
     Always committed durably, even on a worker connection that commits stage transitions asynchronously: once it
     returns, the caller deletes the artifacts a re-run would need.
@@ -152,10 +155,12 @@ def trace_complete(*, trace_pk: int, run_id: str, owner: str, document: dict, si
         if not done:
             return False
         Explanation.objects.bulk_create(
-            [Explanation(trace_id=trace_pk, document=document, size_bytes=size_bytes,
-                         node_count=len(document["nodes"]), incidence_count=len(document["incidences"]))],
+            [Explanation(trace_id=trace_pk, document=None, object_key=graph.key, content_sha256=graph.sha256,
+                         meta=graph.meta, size_bytes=graph.size_bytes, node_count=graph.node_count,
+                         incidence_count=graph.incidence_count)],
             update_conflicts=True, unique_fields=["trace"],
-            update_fields=["document", "size_bytes", "node_count", "incidence_count", "updated"],
+            update_fields=["document", "object_key", "content_sha256", "meta", "size_bytes", "node_count",
+                           "incidence_count", "updated"],
         )
     return True
 
@@ -276,3 +281,47 @@ def dead_letters_replay(*, ids: Iterable[int] | None = None, trace_id: str | Non
                 trace_start_run(trace=letter.trace)
                 result.replayed.append(letter)
     return result
+
+
+# --- Deleting: one trace, a batch of expired ones, a tenant's ---------------------------------------------
+
+def trace_stored_data_delete(*, trace: Trace) -> None:
+    """Delete what the trace has outside its rows: the graph object, stage artifacts and capture shards.
+
+    Done before the rows go, so a failure here (the store or Redis unreachable) leaves the rows that say what is
+    still to delete, and doing it again finishes the job (deleting what is already gone is no error).
+    """
+    key = Explanation.objects.filter(trace=trace).values_list("object_key", flat=True).first()
+    graph_delete(key=key or "")
+    configured_artifact_store().delete(trace.pk)
+    shards_delete(shard_keys(trace))
+
+
+def traces_delete(*, trace_pks: Iterable[int]) -> int:
+    """Delete the traces everywhere: stored data first, then the rows (events, explanation, dead letters cascade)."""
+    traces = list(Trace.objects.filter(pk__in=list(trace_pks)))
+    for trace in traces:
+        trace_stored_data_delete(trace=trace)
+    Trace.objects.filter(pk__in=[t.pk for t in traces]).delete()
+    return len(traces)
+
+
+def trace_delete(*, trace: Trace, actor: ApiKey) -> None:
+    """Delete one trace everywhere on a client's request, and log who asked (tenant, key prefix, trace id).
+
+    The log line is the only record for now; the hash-chained audit log is issue #15.
+    """
+    traces_delete(trace_pks=[trace.pk])
+    logger.warning("trace deleted: tenant=%s key_prefix=%s trace_id=%s", trace.tenant.slug, actor.prefix,
+                   trace.trace_id)
+
+
+def tenant_stored_data_delete(*, tenant: Tenant, batch_size: int = 500) -> int:
+    """Delete the stored data of every trace of the tenant (its rows go with the tenant's by cascade)."""
+    deleted = 0
+    for trace in tenant.traces.order_by("pk").iterator(chunk_size=batch_size):
+        trace_stored_data_delete(trace=trace)
+        deleted += 1
+    if deleted:
+        logger.warning("tenant %s is being deleted: the stored data of its %d traces deleted", tenant.slug, deleted)
+    return deleted

@@ -32,12 +32,12 @@ STAGE_WORK = {
     Stage.SAE_DECODE: lambda t: pipeline.sae_decode_stage(t, pipeline.artifact_store(), pipeline.sae_service()),
     Stage.ATTRIBUTE: lambda t: pipeline.attribute_stage(t, pipeline.artifact_store(), pipeline.sae_service()),
     Stage.BUILD: lambda t: pipeline.build_stage(t, pipeline.artifact_store()),
-    Stage.PERSIST: lambda t: pipeline.artifact_store().load_json(t.pk, "graph"),
+    Stage.PERSIST: lambda t: pipeline.persist_stage(t, pipeline.artifact_store()),
 }
 
 
-def _persist_finish(trace: Trace, owner: str, document: dict, seconds: float) -> bool:
-    return pipeline.persist_finish(trace, pipeline.artifact_store(), owner, document, seconds)
+def _persist_finish(trace: Trace, owner: str, graph: pipeline.StoredGraph, seconds: float) -> bool:
+    return pipeline.persist_finish(trace, pipeline.artifact_store(), owner, graph, seconds)
 
 
 def run_from(stage: Stage, trace_pk: int, run_id: str) -> None:

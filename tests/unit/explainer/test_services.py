@@ -10,6 +10,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from explainer import services
+from explainer.graph_documents import StoredGraph
 from explainer.models import DeadLetter, Stage, Trace, TraceStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -102,14 +103,15 @@ def test_fail_records_one_dead_letter(trace):
 def test_complete_upserts_one_explanation_only_for_the_holder(trace):
     Trace.objects.filter(pk=trace.pk).update(stage=Stage.PERSIST)
     assert claim(trace, stage=Stage.PERSIST)
-    doc = {"nodes": [{"id": "a"}], "incidences": []}
-    kwargs = {"trace_pk": trace.pk, "run_id": trace.run_id, "document": doc, "size_bytes": 3,
-              "timings": {"persist": 0.5}}
+    graph = StoredGraph(key="k.hif.json.gz", sha256="0" * 64, size_bytes=3, node_count=1, incidence_count=0,
+                        meta={"version": "hif-1"})
+    kwargs = {"trace_pk": trace.pk, "run_id": trace.run_id, "graph": graph, "timings": {"persist": 0.5}}
     assert not services.trace_complete(owner="x" * 32, **kwargs)
     assert services.trace_complete(owner="a" * 32, **kwargs)
     assert not services.trace_complete(owner="a" * 32, **kwargs)
     trace.refresh_from_db()
     assert trace.status == TraceStatus.COMPLETE and trace.explanation.node_count == 1
+    assert (trace.explanation.object_key, trace.explanation.meta) == ("k.hif.json.gz", {"version": "hif-1"})
     assert trace.timings == {"persist": 0.5}
 
 
