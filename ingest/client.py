@@ -148,8 +148,8 @@ def capture_and_send(model: Any, tokenizer: Any, prompt: str, *, client: IngestC
 
     Causal LMs generate greedily (`max_new_tokens`; `generation` adds `generate` arguments, such as
     `no_repeat_ngram_size`, or `do_sample` after a `torch.manual_seed`) from `input_ids` and `attention_mask` only
-    (a BERT tokenizer's `token_type_ids` would shift a GPT-2's embeddings); encoders (BERT-style, no `generate`) run one forward pass and
-    the "completion" text is the prompt itself. `tokens`/`token_ids` in the completion event cover the whole
+    (a BERT tokenizer's `token_type_ids` would shift a GPT-2's embeddings); encoders (BERT-style, no `generate`)
+    run one forward pass and the "completion" text is the prompt itself. `tokens`/`token_ids` in the completion event cover the whole
     sequence, so shard token index i is `tokens[i]` (the last generated token has no row: it is never fed back).
     Without `pipeline`, one is built from `CaptureConfig.from_env` with a `RedisStore` (CAPTURE_REDIS_URL) and
     closed afterwards. Returns `{"trace_id", "envelope", "text", "tokens", "responses"}`.

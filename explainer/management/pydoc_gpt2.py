@@ -26,14 +26,14 @@ import math
 import os
 import sysconfig
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sae.training import ActivationSource, Corpus
+from sae.training import ActivationSource, CaptureBatch, Corpus, corpus_collect
 
 MODEL_NAME = "pydoc-gpt2"
 EOS = "<|endoftext|>"
@@ -320,9 +320,8 @@ def capture(folder: Path, layer: int, max_tokens: int, seq_len: int,
     hook = blocks[layer].register_forward_hook(  # transformers 5 returns the tensor, 4.x a tuple starting with it
         lambda module, args, output: outputs.append(output[0] if isinstance(output, tuple) else output))
     del blocks[layer + 1:]  # later blocks cannot change block `layer`'s output
-    acts, tokens, doc, pos, chunk_ids = [], [], [], [], []
-    total = 0
-    try:
+
+    def batches() -> Iterator[CaptureBatch]:
         with torch.inference_mode():
             for start in range(0, len(chunks), batch):
                 part = chunks[start:start + batch]
@@ -333,23 +332,16 @@ def capture(folder: Path, layer: int, max_tokens: int, seq_len: int,
                 keep = enc["attention_mask"].bool()
                 keep[:, 0] = False
                 rows, cols = torch.nonzero(keep, as_tuple=True)
-                acts.append(outputs[0][keep].float().numpy())
-                for r in range(len(part)):
-                    ids = enc["input_ids"][r][keep[r]].tolist()
-                    tokens.extend(display_tokens(tokenizer, ids))
-                doc.append(np.array([doc_index[part[r][0]] for r in rows.tolist()], np.int32))
-                pos.append(cols.numpy().astype(np.int32))
-                chunk_ids.append((rows.numpy() + start).astype(np.int32))
-                total += len(rows)
-                if progress:
-                    progress(len(rows))
-                if total >= max_tokens:
-                    break
+                tokens = [t for r in range(len(part))
+                          for t in display_tokens(tokenizer, enc["input_ids"][r][keep[r]].tolist())]
+                yield (outputs[0][keep].float().numpy(), tokens,
+                       np.array([doc_index[part[r][0]] for r in rows.tolist()], np.int32),
+                       cols.numpy().astype(np.int32), (rows.numpy() + start).astype(np.int32))
+
+    try:
+        return corpus_collect(batches(), docs, max_tokens, progress)
     finally:
         hook.remove()
-    n = min(total, max_tokens)
-    return Corpus(acts=np.concatenate(acts)[:n], tokens=tokens[:n], doc=np.concatenate(doc)[:n],
-                  position=np.concatenate(pos)[:n], chunk=np.concatenate(chunk_ids)[:n], docs=docs)
 
 
 def activation_source(folder: Path) -> ActivationSource:
