@@ -188,23 +188,12 @@ def _lr_at(cfg: LMConfig, step: int) -> float:
     return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
 
 
-def train_lm(cfg: LMConfig, model_root: Path, *, show_progress: bool = True,
-             echo: Callable[[str], None] = print) -> LMResult:
-    """Split the corpus, train the tokenizer and the model (seeded), measure held-out perplexity against the unigram
-    baseline, and save model, tokenizer and `training.json` under `model_root/cfg.name`."""
+def _fit(model: Any, train_ids: np.ndarray, cfg: LMConfig, show_progress: bool) -> None:
+    """AdamW (no weight decay on biases and norms) on random `seq_len + 1` windows of the training stream, drawn by a
+    generator seeded with `cfg.seed`, with a rich progress bar showing the loss."""
     import torch
-    import transformers
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    transformers.logging.set_verbosity_error()  # its notes on padding and loss types do not apply to these batches
-    started = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    training, heldout = corpus_split(cfg)
-    tokenizer = train_tokenizer([text for _, text in training], cfg.vocab_size)
-    train_ids = token_stream(tokenizer, [text for _, text in training])
-    eval_windows = _windows(token_stream(tokenizer, [text for _, text in heldout]), cfg.seq_len, cfg.eval_tokens)
-    model = _build_model(cfg, tokenizer.eos_token_id)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -227,6 +216,25 @@ def train_lm(cfg: LMConfig, model_root: Path, *, show_progress: bool = True,
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             bar.update(task, completed=step + 1, info=f"loss {float(loss.detach()):.3f}")
+
+
+def train_lm(cfg: LMConfig, model_root: Path, *, show_progress: bool = True,
+             echo: Callable[[str], None] = print) -> LMResult:
+    """Split the corpus, train the tokenizer and the model (seeded), measure held-out perplexity against the unigram
+    baseline, and save model, tokenizer and `training.json` under `model_root/cfg.name`."""
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # its notes on padding and loss types do not apply to these batches
+    started = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    training, heldout = corpus_split(cfg)
+    tokenizer = train_tokenizer([text for _, text in training], cfg.vocab_size)
+    train_ids = token_stream(tokenizer, [text for _, text in training])
+    eval_windows = _windows(token_stream(tokenizer, [text for _, text in heldout]), cfg.seq_len, cfg.eval_tokens)
+    model = _build_model(cfg, tokenizer.eos_token_id)
+    _fit(model, train_ids, cfg, show_progress)
     train_seconds = time.perf_counter() - started
     ppl = heldout_perplexity(model, eval_windows)
     unigram = unigram_perplexity(train_ids, eval_windows[:, 1:].reshape(-1), cfg.vocab_size)
