@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 from django.db import connection
@@ -138,9 +139,15 @@ def _layers_field():
 
 def _row(instance: Model, *, add: bool, skip: tuple[str, ...] = ()) -> tuple[str, list]:
     """The quoted column list and prepared values of an unsaved instance, as `Model.save()` would insert them."""
-    fields = [f for f in instance._meta.concrete_fields if not f.primary_key and f.name not in skip]
-    columns = ", ".join(_quoted(f.column) for f in fields)
+    columns, fields = _insert_fields(type(instance), skip)
     return columns, [f.get_db_prep_save(f.pre_save(instance, add), connection) for f in fields]
+
+
+@cache
+def _insert_fields(model: type[Model], skip: tuple[str, ...]) -> tuple[str, tuple]:
+    """A model's inserted fields (all but the primary key and `skip`) and their quoted column list, worked out once."""
+    fields = tuple(f for f in model._meta.concrete_fields if not f.primary_key and f.name not in skip)
+    return ", ".join(_quoted(f.column) for f in fields), fields
 
 
 def _quoted(name: str) -> str:
