@@ -1,7 +1,8 @@
 """Sentence attribution, ACDC-style: ablate small groups of features from the full set and measure the value's drop.
 
 For a window (its positions' mean value) and the set N of features active anywhere in it, each round gives every
-feature f one test: a group R ∋ f of 1–3 features is removed and f's effect in that test is
+feature f whose estimate is not settled yet one test (every feature, until each has a standard error): a group
+R ∋ f of 1–3 features is removed and f's effect in that test is
 δ_f(R) = v(N ∖ (R∖{f})) − v(N ∖ R), the drop caused by removing f on top of its partners. Partners are drawn by
 co-activation: pick a position where f fires (∝ its activation there), then partners among the features firing at
 that same position (∝ their activations). Features that fire together and may stand in for each other are thereby
@@ -10,8 +11,9 @@ ablated together, which a one-at-a-time ablation would miss (removing one of two
 The estimate is stratified by group size: round 0 is the exact leave-one-out (size 1), later rounds alternate pairs
 and triples, and a feature's effect is the mean of the three strata. Its standard error comes from the spread of its
 sampled pair and triple tests. A window stops once max SE / range ≤ `early_stop_delta`, at `max_samples` rounds, or at
-the deadline. Evaluation is sparse: a test only touches the positions where its members fire, so a round costs
-O(occurrences of the tested features), whatever the window's length.
+the deadline; a feature whose SE is already within delta × range gets no more tests meanwhile. Evaluation is sparse:
+a test only touches the positions where its members fire (through per-position tables when the window is short), so
+a round costs O(occurrences of the tested features), whatever the window's length.
 """
 from __future__ import annotations
 
@@ -130,25 +132,30 @@ class AcdcWindow:
     # --- sampling -------------------------------------------------------------------------------------------
 
     def step(self, deadline: Deadline) -> None:
-        """Test the next chunk of anchors; rounds alternate singletons → pairs → triples.
+        """Test the next chunk of this round's anchors; rounds alternate singletons → pairs → triples.
 
-        A window small enough that a whole round is far below `RECORDS_PER_STEP` runs several sampled rounds in one
-        vectorised step (up to `ROUNDS_PER_STEP`, never past `max_samples`): per-call overhead, not arithmetic, is
-        what a small window costs, and the stopping rule is still checked at every step's round boundary.
+        Round 0 tests every feature; later rounds test only the features whose estimate is not settled yet (no
+        standard error, or one above `delta` × the estimates' range), since only those stand between the window and
+        its stopping rule. A round small enough to be far below `RECORDS_PER_STEP` runs together with the next ones
+        in one vectorised step (up to `ROUNDS_PER_STEP`, never past `max_samples`): per-call overhead, not
+        arithmetic, is what a small round costs; the stopping rule is checked at every step's round boundary.
         """
         began = time.perf_counter()
         u = self.n_features
-        per_anchor = MEMBERS * max(1.0, self.mean_occ)
-        chunk = max(1, int(RECORDS_PER_STEP // per_anchor))
-        if self.round > 0 and self.cursor == 0 and u <= chunk:
-            rounds = int(min(ROUNDS_PER_STEP, chunk // u, self.max_rounds - self.round))
-            anchors = np.tile(np.arange(u), rounds)
-            sizes = np.repeat(2 + (self.round - 1 + np.arange(rounds)) % 2, u)
+        if self.cursor == 0:
+            self.pending = np.arange(u) if self.round == 0 else self._unsettled()
+        n = len(self.pending)
+        chunk = max(1, int(RECORDS_PER_STEP // (MEMBERS * max(1.0, self.mean_occ))))
+        if self.round > 0 and self.cursor == 0 and 0 < n <= chunk:
+            rounds = int(min(ROUNDS_PER_STEP, chunk // n, self.max_rounds - self.round))
+            anchors = np.tile(self.pending, rounds)
+            sizes = np.repeat(2 + (self.round - 1 + np.arange(rounds)) % 2, n)
             self.round += rounds - 1
-            self.cursor = u - 1
+            self.cursor = n
         else:
-            anchors = np.arange(self.cursor, min(u, self.cursor + chunk))
+            anchors = self.pending[self.cursor:self.cursor + chunk]
             sizes = np.full(len(anchors), 1 if self.round == 0 else 2 + (self.round - 1) % 2)
+            self.cursor += len(anchors)
         effects = self._anchor_effects(self._draw_groups(anchors, sizes))
         if self.round == 0:
             self.loo[anchors] = effects
@@ -157,11 +164,17 @@ class AcdcWindow:
             self.count += np.bincount(flat, minlength=2 * u).reshape(2, u)
             self.total += np.bincount(flat, weights=effects, minlength=2 * u).reshape(2, u)
             self.total_sq += np.bincount(flat, weights=effects * effects, minlength=2 * u).reshape(2, u)
-        self.cursor = anchors[-1] + 1 if len(anchors) else u
-        if self.cursor >= u:
+        if self.cursor >= n:
             self.round, self.cursor = self.round + 1, 0
             self._check_stop()
         self.step_cost = time.perf_counter() - began
+
+    def _unsettled(self) -> np.ndarray:
+        """Window-local ids of the features whose estimate still needs tests: no standard error yet, or one above
+        `delta` × the range of the estimates (the stopping rule's test, feature by feature)."""
+        phi, se = self._phi_se()
+        spread = float(phi.max() - phi.min()) if len(phi) else 0.0
+        return np.flatnonzero(np.isnan(se) | (se > self.delta * spread))
 
     def _draw_groups(self, anchors: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         """[B, 3] window-local ids: each anchor, then up to `size - 1` partners drawn by co-activation (-1 = none).
@@ -292,11 +305,7 @@ class AcdcWindow:
     @property
     def converged(self) -> bool:
         """Every feature has a standard error and the largest is within `delta` of the estimates' range."""
-        if self.round < 1 + 2 * MIN_TESTS:
-            return False
-        phi, se = self._phi_se()
-        spread = float(phi.max() - phi.min()) if len(phi) else 0.0
-        return not np.isnan(se).any() and float(se.max(initial=0.0)) <= self.delta * spread
+        return self.round >= 1 + 2 * MIN_TESTS and len(self._unsettled()) == 0
 
     def estimates(self) -> Estimates:
         phi, se = self._phi_se()
