@@ -21,6 +21,7 @@ from ingest.hooks import ShardsMissing, read_shards
 from . import services
 from .activations import decode_inline_activations
 from .selectors import dictionary_catalog
+from .shadow import shadow_inputs, shadow_model, verify_config
 from .shards import shard_client
 from .artifacts import ArtifactStore
 from .models import Trace
@@ -205,12 +206,45 @@ def attribute_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeS
         ))
         labels[layer] = sae.load_labels(dictionary.folder)
         unembedding = unembedding or _unembedding_near(Path(dictionary.folder))
-    result = attribution.attribute(
-        layers, granularity=trace.granularity, windows=[tuple(w) for w in info["windows"]],
-        token_ids=info["token_ids"], unembedding=unembedding, config=attribution_config(),
-        graph_config=hypergraph_config(), labels=labels, tokens=info["tokens"],
+    windows = [tuple(w) for w in info["windows"]]
+    inputs, why_not = _model_inputs(trace, layers)
+    if inputs is None:
+        result = attribution.attribute(
+            layers, granularity=trace.granularity, windows=windows, token_ids=info["token_ids"],
+            unembedding=unembedding, config=attribution_config(), graph_config=hypergraph_config(), labels=labels,
+            tokens=info["tokens"],
+        )
+        graph, verification = result.graph, {"value": result.value, "shadow_model": None, "shadow_skipped": why_not}
+    else:
+        graph, verification = _through_model(trace, layers, inputs, windows, labels, info["tokens"])
+    store.save_arrays(trace.pk, "attribution", graph.to_arrays())
+    services.trace_record_verification(trace_pk=trace.pk, run_id=str(trace.run_id), verification=verification)
+
+
+def _model_inputs(trace: Trace, layers: list) -> tuple["attribution.ModelInputs | None", str]:
+    """The shadow pass's ids when SHADOW_MODEL is set and matches the trace, else None and why the trace keeps the
+    reading through the unembedding."""
+    model = shadow_model()
+    if model is None:
+        return None, "SHADOW_MODEL is not set"
+    count = layers[0].n_positions
+    inputs, why_not = shadow_inputs(model, completion=completion_of(trace), count=count, model_hash=trace.model_hash,
+                                    layers={lf.layer: int(lf.acts.shape[1]) for lf in layers})
+    return inputs, why_not or ""
+
+
+def _through_model(trace: Trace, layers: list, inputs: "attribution.ModelInputs", windows: list, labels: dict,
+                   tokens: list[str]) -> tuple["hif.Graph", dict]:
+    """Attribution through the shadow model, then verification of its strongest incidences by ablation."""
+    model = shadow_model().model
+    result = attribution.attribute_through_model(
+        layers, shadow=model, inputs=inputs, granularity=trace.granularity, windows=windows,
+        config=attribution_config(), graph_config=hypergraph_config(), labels=labels, tokens=tokens,
     )
-    store.save_arrays(trace.pk, "attribution", result.graph.to_arrays())
+    spans = attribution.window_spans(trace.granularity, windows, layers[0].n_positions)
+    checked = attribution.verify(result.graph, layers, model, inputs, spans, verify_config())
+    return checked.graph, {"value": result.value, "shadow_model": model.name, "shadow_skipped": None,
+                           "attribution_note": result.reason, **checked.summary}
 
 
 def _unembedding_near(layer_folder: Path) -> "attribution.Unembedding | None":

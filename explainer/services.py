@@ -270,3 +270,9 @@ def dead_letters_replay(*, ids: Iterable[int] | None = None, trace_id: str | Non
                 trace_start_run(trace=letter.trace)
                 result.replayed.append(letter)
     return result
+
+
+def trace_record_verification(*, trace_pk: int, run_id: str, verification: dict) -> bool:
+    """Store what the attribute stage valued and how its graph verified, for this run only (a replay's new run id
+    leaves a stale stage's figures unwritten)."""
+    return bool(Trace.objects.filter(pk=trace_pk, run_id=run_id).update(verification=verification))

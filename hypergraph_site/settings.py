@@ -175,6 +175,12 @@ MAX_TEXT_CHARS = env.int("MAX_TEXT_CHARS", default=256 * 1024)
 DICT_ROOT = env.str("DICT_ROOT", default=str(VAR_DIR / "dicts"))
 DICT_NAME = env.str("DICT_NAME", default="sample")
 
+# --- Shadow model -----------------------------------------------------------------------------------
+# A local transformers folder holding the model the traces come from; when set, workers load it once per process
+# and value features through every later layer, then verify the strongest by ablation (VERIFY_* in
+# attribution/config.py). Empty: attribution reads the residual through the unembedding (logit) or by cosine.
+SHADOW_MODEL = env.str("SHADOW_MODEL", default="")
+
 # --- REST framework and OpenAPI ---------------------------------------------------------------------
 # https://www.django-rest-framework.org/api-guide/settings/
 REST_FRAMEWORK = {
