@@ -9,11 +9,12 @@ from .scheduler import attribute, window_spans
 from .config import AttributionConfig, VerifyConfig
 from .inputs import AttributionResult, LayerFeatures, Unembedding
 from .shadow import ModelInputs, ShadowModel, TorchShadow, attribute_through_model, load_shadow
+from .shadow import mismatch as shadow_mismatch
 from .unembedding import load_unembedding
 from .verify import Verification, verify
 
 __all__ = [
     "AttributionConfig", "AttributionResult", "LayerFeatures", "ModelInputs", "ShadowModel", "TorchShadow",
     "Unembedding", "Verification", "VerifyConfig", "attribute", "attribute_through_model", "load_shadow",
-    "load_unembedding", "verify", "window_spans",
+    "load_unembedding", "shadow_mismatch", "verify", "window_spans",
 ]

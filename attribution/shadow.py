@@ -60,6 +60,9 @@ class ShadowModel(Protocol):
                       edits: Sequence[Mapping[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
         """Target logits and probabilities `[B, T]` with `edits[b][L] [T, d]` added to block L's output."""
 
+    def residuals(self, input_ids: np.ndarray, layers: Sequence[int]) -> dict[int, np.ndarray]:
+        """The residual stream after each of `layers`: `{L: [T, d]}`."""
+
 
 class TorchShadow:
     """`ShadowModel` for a torch causal LM: `blocks` are the modules whose outputs are the residual stream, `lm` maps
@@ -127,6 +130,26 @@ class TorchShadow:
                 handle.remove()
         return chosen.float().cpu().numpy().astype(np.float64), probs.cpu().numpy().astype(np.float64)
 
+    def residuals(self, input_ids: np.ndarray, layers: Sequence[int]) -> dict[int, np.ndarray]:
+        import torch
+
+        out: dict[int, np.ndarray] = {}
+
+        def keep(layer: int):
+            def hook(module, args, output):
+                hidden = output[0] if isinstance(output, tuple) else output
+                out[layer] = hidden[0].float().cpu().numpy()
+            return hook
+
+        handles = [self.blocks[layer].register_forward_hook(keep(layer)) for layer in layers]
+        try:
+            with torch.no_grad():
+                self._logits(np.asarray(input_ids)[None])
+        finally:
+            for handle in handles:
+                handle.remove()
+        return out
+
     def _logits(self, input_ids: np.ndarray) -> Any:
         import torch
 
@@ -173,6 +196,30 @@ class ModelInputs:
 
     input_ids: np.ndarray
     targets: np.ndarray
+
+
+def mismatch(shadow: ShadowModel, inputs: ModelInputs, layers: Sequence[LayerFeatures],
+             tolerance: float = 0.05) -> str | None:
+    """Why the shadow model is not the model a trace was captured from, or None when it is.
+
+    Names, hashes and paths of a model differ between the server that ran it and the worker's copy, so the test is
+    the computation itself: rerun on the trace's tokens, the shadow's residual at each captured layer must match the
+    captured rows within `tolerance` (relative; float16 transport alone stays far below it).
+    """
+    for lf in layers:
+        if not 0 <= lf.layer < shadow.n_layers:
+            return f"layer {lf.layer} is not a layer of shadow model {shadow.name} ({shadow.n_layers} layers)"
+    states = shadow.residuals(inputs.input_ids, [lf.layer for lf in layers])
+    for lf in layers:
+        own = states[lf.layer]
+        if own.shape != lf.acts.shape:
+            return f"layer {lf.layer}: shadow model {shadow.name} gives width {own.shape[1]}, the trace {lf.acts.shape[1]}"
+        captured = np.asarray(lf.acts, dtype=np.float64)
+        error = np.linalg.norm(own - captured) / max(np.linalg.norm(captured), 1e-12)
+        if error > tolerance:
+            return (f"layer {lf.layer}: shadow model {shadow.name} computes residuals {error:.0%} away from the "
+                    f"captured ones (not the model that produced the trace)")
+    return None
 
 
 def window_objectives(windows: Sequence[tuple[int, int]], n_positions: int) -> np.ndarray:

@@ -227,9 +227,7 @@ def _model_inputs(trace: Trace, layers: list) -> tuple["attribution.ModelInputs 
     model = shadow_model()
     if model is None:
         return None, "SHADOW_MODEL is not set"
-    count = layers[0].n_positions
-    inputs, why_not = shadow_inputs(model, completion=completion_of(trace), count=count, model_hash=trace.model_hash,
-                                    layers={lf.layer: int(lf.acts.shape[1]) for lf in layers})
+    inputs, why_not = shadow_inputs(model, completion=completion_of(trace), layers=layers)
     return inputs, why_not or ""
 
 

@@ -5,8 +5,9 @@ capture client (`ingest.client.capture_and_send`) sends the whole sequence's ids
 last generated token is never fed back); those are used as they are. Only when a completion carries no such ids (none,
 or one per row, which are targets already shifted by the client) is the text re-tokenized with the shadow model's own
 tokenizer: the prompt followed by the text, then the text alone, and the first that gives exactly one id more than
-there are rows is used. When nothing lines up, or the trace names another model, the trace keeps the reading through
-the unembedding and says why.
+there are rows is used. Whether the shadow is the trace's model is checked by recomputing the captured residuals
+(`attribution.shadow.mismatch`). When nothing lines up, the trace keeps the reading through the unembedding and says
+why.
 """
 from __future__ import annotations
 
@@ -27,13 +28,11 @@ _loaded: dict[str, "Shadow"] = {}
 
 @dataclass(frozen=True)
 class Shadow:
-    """The loaded model with what matching a trace needs: its fingerprint and tokenizer (None if it has none)."""
+    """The loaded model with its tokenizer (None if the folder has none) and vocabulary size."""
 
     model: "attribution.TorchShadow"
-    model_hash: str
     tokenizer: object | None
     vocab_size: int
-    d_model: int
 
 
 def shadow_model() -> Shadow | None:
@@ -57,37 +56,30 @@ def verify_config() -> "attribution.VerifyConfig":
 def _load(path: str) -> Shadow:
     from transformers import AutoTokenizer
 
-    from ingest.hooks import model_hash
-
     model = attribution.load_shadow(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError):
         tokenizer = None
-    config = model.lm.config
-    return Shadow(model=model, model_hash=model_hash(model.lm), tokenizer=tokenizer,
-                  vocab_size=int(config.vocab_size), d_model=int(config.hidden_size))
+    return Shadow(model=model, tokenizer=tokenizer, vocab_size=int(model.lm.config.vocab_size))
 
 
-def shadow_inputs(shadow: Shadow, *, completion: Completion, count: int, layers: dict[int, int],
-                  model_hash: str) -> tuple["attribution.ModelInputs | None", str | None]:
-    """The shadow pass's ids for a trace of `count` rows whose layers have widths `layers`, or None and why not."""
-    if model_hash and model_hash != shadow.model_hash:
-        return None, f"the trace's model_hash {model_hash} is not SHADOW_MODEL's ({shadow.model_hash})"
-    for layer, width in layers.items():
-        if not 0 <= layer < shadow.model.n_layers or width != shadow.d_model:
-            return None, (f"layer {layer} (width {width}) is not a layer of SHADOW_MODEL ({shadow.model.n_layers} "
-                          f"layers of width {shadow.d_model})")
+def shadow_inputs(shadow: Shadow, *, completion: Completion,
+                  layers: list["attribution.LayerFeatures"]) -> tuple["attribution.ModelInputs | None", str | None]:
+    """The shadow pass's ids for a trace's `layers`, or None and why the shadow model cannot explain it."""
+    count = layers[0].n_positions
     ids = completion.token_ids if completion.token_ids and len(completion.token_ids) == count + 1 else None
     if ids is None:
         ids = _retokenized(shadow, completion, count)
     if ids is None:
-        return None, (f"the completion has no token ids for its {count} rows and SHADOW_MODEL's tokenizer does not "
-                      f"give {count + 1} tokens for its prompt and text")
+        return None, (f"the completion has no token ids for its {count} rows and the shadow model's tokenizer does "
+                      f"not give {count + 1} tokens for its prompt and text")
     sequence = np.asarray(ids, dtype=np.int64)
     if sequence.min() < 0 or sequence.max() >= shadow.vocab_size:
-        return None, f"token ids lie outside SHADOW_MODEL's vocabulary of {shadow.vocab_size}"
-    return attribution.ModelInputs(input_ids=sequence[:count], targets=sequence[1:]), None
+        return None, f"token ids lie outside the shadow model's vocabulary of {shadow.vocab_size}"
+    inputs = attribution.ModelInputs(input_ids=sequence[:count], targets=sequence[1:])
+    why_not = attribution.shadow_mismatch(shadow.model, inputs, layers)
+    return (None, why_not) if why_not else (inputs, None)
 
 
 def _retokenized(shadow: Shadow, completion: Completion, count: int) -> list[int] | None:

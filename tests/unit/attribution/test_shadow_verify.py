@@ -6,7 +6,7 @@ import pytest
 
 import hif
 from attribution import (AttributionConfig, LayerFeatures, ModelInputs, TorchShadow, VerifyConfig,
-                         attribute_through_model, verify, window_spans)
+                         attribute_through_model, shadow_mismatch, verify, window_spans)
 from attribution.verify import ablation, spearman
 
 torch = pytest.importorskip("torch")
@@ -31,10 +31,8 @@ def inputs() -> ModelInputs:
 
 
 def residual(shadow: TorchShadow, inputs: ModelInputs, layer: int) -> np.ndarray:
-    """The output of block `layer`, as the capture hooks record it."""
-    with torch.no_grad():
-        states = shadow.lm(torch.as_tensor(inputs.input_ids[None]), output_hidden_states=True).hidden_states
-    return states[layer + 1][0].numpy().astype(np.float32)
+    """The output of block `layer`, as the capture hooks record it (HF's last hidden state has ln_f applied)."""
+    return shadow.residuals(inputs.input_ids, [layer])[layer].astype(np.float32)
 
 
 def features(shadow: TorchShadow, inputs: ModelInputs, layer: int, seed: int, scale: float = 0.3) -> LayerFeatures:
@@ -167,3 +165,16 @@ def test_verify_config_reads_and_checks_the_environment():
     assert VerifyConfig.from_env({}) == VerifyConfig(top_k=16, min_drop=0.05, budget_ms=2000.0)
     with pytest.raises(ValueError, match="VERIFY_BUDGET_MS"):
         VerifyConfig(budget_ms=0)
+
+
+def test_the_shadow_model_is_matched_to_a_trace_by_recomputing_its_residuals(shadow, inputs):
+    lf = features(shadow, inputs, 1, seed=9)
+    assert shadow_mismatch(shadow, inputs, [lf]) is None
+    noisy = LayerFeatures(1, (lf.acts + 0.001 * np.abs(lf.acts).max()).astype(np.float16).astype(np.float32),
+                          lf.indices, lf.values, lf.W_dec, lf.b_dec)
+    assert shadow_mismatch(shadow, inputs, [noisy]) is None  # float16 transport is the same model
+    other = LayerFeatures(1, features(shadow, ModelInputs(inputs.input_ids[::-1].copy(), inputs.targets), 1,
+                                      seed=9).acts, lf.indices, lf.values, lf.W_dec, lf.b_dec)
+    assert "not the model that produced the trace" in shadow_mismatch(shadow, inputs, [other])
+    assert "is not a layer" in shadow_mismatch(shadow, inputs, [LayerFeatures(5, *[getattr(lf, f) for f in (
+        "acts", "indices", "values", "W_dec", "b_dec")])])
