@@ -81,10 +81,9 @@ class TorchShadow:
 
         def plant(layer: int):
             def hook(module, args, output):
-                hidden = output[0] if isinstance(output, tuple) else output
-                zeros[layer] = torch.zeros_like(hidden, requires_grad=True)
-                edited = hidden + zeros[layer]  # d(out)/d(zeros) is the total derivative w.r.t. the residual
-                return (edited, *output[1:]) if isinstance(output, tuple) else edited
+                zeros[layer] = torch.zeros_like(_hidden(output), requires_grad=True)
+                # d(out)/d(zeros) is the total derivative of the targets w.r.t. the residual after this block
+                return _replaced(output, _hidden(output) + zeros[layer])
             return hook
 
         handles = [self.blocks[layer].register_forward_hook(plant(layer)) for layer in layers]
@@ -114,9 +113,7 @@ class TorchShadow:
 
         def add(layer: int):
             def hook(module, args, output):
-                hidden = output[0] if isinstance(output, tuple) else output
-                edited = hidden + deltas[layer].to(hidden.dtype)
-                return (edited, *output[1:]) if isinstance(output, tuple) else edited
+                return _replaced(output, _hidden(output) + deltas[layer].to(_hidden(output).dtype))
             return hook
 
         handles = [self.blocks[layer].register_forward_hook(add(layer)) for layer in layers]
@@ -137,8 +134,7 @@ class TorchShadow:
 
         def keep(layer: int):
             def hook(module, args, output):
-                hidden = output[0] if isinstance(output, tuple) else output
-                out[layer] = hidden[0].float().cpu().numpy()
+                out[layer] = _hidden(output)[0].float().cpu().numpy()
             return hook
 
         handles = [self.blocks[layer].register_forward_hook(keep(layer)) for layer in layers]
@@ -167,6 +163,16 @@ class TorchShadow:
     @staticmethod
     def _width(layer: int, edits: Sequence[Mapping[int, np.ndarray]]) -> int:
         return next(edit[layer].shape[-1] for edit in edits if layer in edit)
+
+
+def _hidden(output: Any) -> Any:
+    """The residual stream in a block's output (transformers blocks may return a tuple led by it)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _replaced(output: Any, hidden: Any) -> Any:
+    """The block's output with its residual stream replaced by `hidden`."""
+    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
 
 def load_shadow(path: str | Path, device: str | None = None) -> TorchShadow:
