@@ -55,8 +55,9 @@ def trace_of(shadow, service: sae.SAEDecodeService, layers: list[int], prompt: l
     import torch
 
     with torch.no_grad():
-        sequence = shadow.lm.generate(torch.as_tensor([prompt]), max_new_tokens=new_tokens, do_sample=False,
-                                      pad_token_id=shadow.lm.config.eos_token_id)[0].tolist()
+        ids = torch.as_tensor([prompt])
+        sequence = shadow.lm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                                      do_sample=False, pad_token_id=shadow.lm.config.eos_token_id)[0].tolist()
     ids = np.asarray(sequence, dtype=np.int64)
     inputs = ModelInputs(input_ids=ids[:-1], targets=ids[1:])
     states = shadow.residuals(inputs.input_ids, layers)
