@@ -175,6 +175,11 @@ MAX_TEXT_CHARS = env.int("MAX_TEXT_CHARS", default=256 * 1024)
 DICT_ROOT = env.str("DICT_ROOT", default=str(VAR_DIR / "dicts"))
 DICT_NAME = env.str("DICT_NAME", default="sample")
 
+# --- Language models --------------------------------------------------------------------------------
+# Where `train_lm` writes and the demo loads models (transformers format, `MODEL_ROOT/<name>/`); the committed
+# `models/` folder holds `pydoc-gpt2`.
+MODEL_ROOT = env.str("MODEL_ROOT", default=str(BASE_DIR / "models"))
+
 # --- Shadow model -----------------------------------------------------------------------------------
 # A local transformers folder holding the model the traces come from; when set, workers load it once per process
 # and value features through every later layer, then verify the strongest by ablation (VERIFY_* in

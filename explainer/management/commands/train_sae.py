@@ -1,5 +1,7 @@
-"""`python manage.py train_sae`: train a TopK SAE on MiniLM-L6 activations and save it under DICT_ROOT (SAELens
-format). The training is `sae.training`'s; the model and corpus are bound in `explainer.management.minilm`."""
+"""`python manage.py train_sae`: train a TopK SAE on a model's residual stream (MiniLM-L6, or a causal LM from
+`train_lm`) and save it under DICT_ROOT (SAELens format). The training is `sae.training`'s; the model and corpus are
+bound in `explainer.management.minilm` and `explainer.management.pydoc_gpt2`. For a causal LM the layer folder also
+gets the model's final norm and unembedding (`unembed.safetensors`), so attribution values are its logits."""
 
 from __future__ import annotations
 
@@ -10,16 +12,19 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from sae.training import TrainConfig, train
 
-from ..minilm import MINILM_PYDOC
+from ..sources import MINILM, activation_source, model_folder
 
 
 class Command(BaseCommand):
-    help = "Train a TopK SAE on MiniLM-L6 activations over CPython's pydoc topics (offline, seeded)."
+    help = "Train a TopK SAE on a model's activations over CPython's pydoc topics (offline, seeded)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         d = TrainConfig()
-        parser.add_argument("--name", default=d.name, help="dictionary name under DICT_ROOT (default %(default)s)")
-        parser.add_argument("--layer", type=int, default=d.layer, help="encoder layer 0-5 (default %(default)s)")
+        parser.add_argument("--model", default=MINILM, help=f"{MINILM} or a model folder under MODEL_ROOT, e.g. "
+                                                             "pydoc-gpt2 (default %(default)s)")
+        parser.add_argument("--name", default=None, help="dictionary name under DICT_ROOT (default: the model's)")
+        parser.add_argument("--layer", type=int, default=d.layer, help="block whose output is read (default "
+                                                                       "%(default)s)")
         parser.add_argument("--d-sae", type=int, default=d.d_sae)
         parser.add_argument("--k", type=int, default=d.k)
         parser.add_argument("--tokens", type=int, default=d.max_tokens, help="corpus tokens to capture")
@@ -33,11 +38,18 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **opts: object) -> None:
         root = Path(opts["dict_root"] or settings.DICT_ROOT)
-        fields = dict(name=opts["name"], layer=opts["layer"], d_sae=opts["d_sae"], k=opts["k"],
+        source = activation_source(opts["model"])
+        name = opts["name"] or opts["model"]
+        fields = dict(name=name, layer=opts["layer"], d_sae=opts["d_sae"], k=opts["k"],
                       max_tokens=opts["tokens"], steps=opts["steps"], batch_size=opts["batch_size"], lr=opts["lr"],
                       seed=opts["seed"])
         if opts["tiny"]:
-            cfg = TrainConfig.tiny(root, name=opts["name"], layer=opts["layer"], seed=opts["seed"])
+            cfg = TrainConfig.tiny(root, name=name, layer=opts["layer"], seed=opts["seed"])
         else:
             cfg = TrainConfig(dict_root=root, **fields)
-        train(cfg, MINILM_PYDOC, show_progress=not opts["no_progress"], echo=self.stdout.write)
+        result = train(cfg, source, show_progress=not opts["no_progress"], echo=self.stdout.write)
+        if opts["model"] != MINILM:
+            from ..pydoc_gpt2 import write_unembedding
+
+            path = write_unembedding(model_folder(opts["model"]), result.folder)
+            self.stdout.write(f"wrote {path} (the model's final norm and unembedding)")
