@@ -13,6 +13,7 @@ of the same layers (pooled over all compared windows), the share of checked inci
 Goals (issue 13): Spearman >= 0.6 and ratio >= 3 for `model`.
 
 Run: flock /tmp/hg-cpu.lock .venv/bin/python benchmarks/faithfulness_bench.py [--prompts 50] [--new-tokens 12]
+[--layers 1 3]
 """
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=24)
     parser.add_argument("--new-tokens", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layers", type=int, nargs="*", help="dictionary layers to attribute (default: all)")
     args = parser.parse_args()
 
     import torch
@@ -96,7 +98,7 @@ def main() -> None:
     model_folder, dicts = Path(args.model), Path(args.dicts)
     shadow = attribution.load_shadow(model_folder, device="cpu")
     tokenizer = AutoTokenizer.from_pretrained(model_folder, local_files_only=True)
-    layers = sorted(int(p.name.removeprefix("layer_")) for p in dicts.glob("layer_*"))
+    layers = args.layers or sorted(int(p.name.removeprefix("layer_")) for p in dicts.glob("layer_*"))
     service = sae.SAEDecodeService(sae.SAEConfig(dict_root=dicts.parent, dict_name=dicts.name, device="cpu"))
     unembedding = attribution.load_unembedding(dicts / f"layer_{layers[0]}") or attribution.load_unembedding(dicts)
     config = AttributionConfig(random_seed=args.seed)
