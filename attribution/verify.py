@@ -75,12 +75,14 @@ def ablation(lf: LayerFeatures, features: np.ndarray, span: tuple[int, int], n_p
 
 
 def verify(graph: hif.Graph, layers: Sequence[LayerFeatures], shadow: ShadowModel, inputs: ModelInputs,
-           windows: Sequence[tuple[int, int]], config: VerifyConfig) -> Verification:
+           windows: Sequence[tuple[int, int]], config: VerifyConfig,
+           compare_windows: np.ndarray | None = None) -> Verification:
     """Check the graph's `top_k` strongest incidences and its top-8 features per window by ablation.
 
-    `windows` are the spans the graph's window codes index (what attribution used). Deterministic: the incidences
-    are ranked by |predicted effect| with ties by row, the random features drawn from a generator seeded by
-    (`random_seed`, window).
+    `windows` are the spans the graph's window codes index (what attribution used). The top versus random comparison
+    runs on the windows of the checked incidences, or on `compare_windows` when given (a benchmark comparing several
+    graphs of one trace uses the same windows for all). Deterministic: the incidences are ranked by |predicted
+    effect| with ties by row, the random features drawn from a generator seeded by (`random_seed`, window).
     """
     started = time.perf_counter()
     runner = _Runner(shadow, inputs, windows, Deadline(config.budget_ms, start=started))
@@ -104,7 +106,8 @@ def verify(graph: hif.Graph, layers: Sequence[LayerFeatures], shadow: ShadowMode
     verified = np.zeros(len(inc), dtype=bool)
     verified[measured] = (np.abs(logit_drop) >= config.min_drop) & (np.sign(logit_drop) == np.sign(predicted))
 
-    top, random_, compared = _compare(graph, by_layer, windows, runner, np.unique(inc.window[measured]), config)
+    compare = np.unique(inc.window[measured]) if compare_windows is None else np.asarray(compare_windows)
+    top, random_, compared = _compare(graph, by_layer, windows, runner, compare, config)
     summary = {
         "verifier": "ablation", "top_k": config.top_k, "checked": int(done), "verified": int(verified.sum()),
         "budget_exhausted": int(len(chosen) - done),
