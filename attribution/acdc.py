@@ -26,7 +26,9 @@ from .value import ValueFunction, prepare_terms_within
 MEMBERS = 3
 MIN_TESTS = 4  # per sampled stratum before a standard error counts (fewer often underestimate it)
 RECORDS_PER_STEP = 1 << 16  # member occurrences evaluated per step
+ROUNDS_PER_STEP = 8  # sampled rounds a small window runs in one step (2 × MIN_TESTS: the first step can converge)
 DENSE_LOOKUP_LIMIT = 1 << 22  # positions × features of a window up to which slots are looked up in a table
+DENSE_EFFECTS_LIMIT = 1 << 21  # features² × positions of a window up to which group tests use dense tables
 
 
 class AcdcWindow:
@@ -95,57 +97,124 @@ class AcdcWindow:
             key_order = np.argsort(keys)
             self.key_sorted, self.key_slot = keys[key_order], s_idx[key_order]
         self.mean_occ = len(p_idx) / max(1, u)
+        # Cumulative activation mass over (position, slot) in row-major order, for drawing partners by bisection.
+        self.act_cum = np.cumsum(t.act.ravel())
+        self.row_start = np.concatenate([[0.0], self.act_cum[t.act.shape[1] - 1::t.act.shape[1]]])
+        self.dense = self._dense_tables() if (u + 1) ** 2 * active.shape[0] <= DENSE_EFFECTS_LIMIT else None
+
+    def _dense_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Each feature's terms laid out by window position: alpha, beta [u + 1, P] and gram [u + 1, u + 1, P].
+
+        Row u is all zeros and stands for "no member". A feature's entries are zero where it does not fire, so a
+        group test becomes a handful of [B, P] gathers and sums, which for a short window is far cheaper than the
+        sparse evaluation (sorting the members' occurrences by group).
+        """
+        t, u = self.terms, self.n_features
+        n_pos = t.act.shape[0]
+        p_idx, s_idx = np.nonzero(t.active)
+        f = self.local[p_idx, s_idx]
+        alpha = np.zeros((u + 1, n_pos))
+        beta = np.zeros((u + 1, n_pos))
+        alpha[f, p_idx] = t.alpha[p_idx, s_idx]
+        beta[f, p_idx] = t.beta[p_idx, s_idx]
+        if t.linear:
+            return alpha, beta, None
+        gram = np.zeros((u + 1, u + 1, n_pos))
+        pp, s1, s2 = np.nonzero(t.active[:, :, None] & t.active[:, None, :])
+        gram[self.local[pp, s1], self.local[pp, s2], pp] = t.gram[pp, s1, s2]
+        return alpha, beta, gram
 
     # --- sampling -------------------------------------------------------------------------------------------
 
     def step(self, deadline: Deadline) -> None:
-        """Test the next chunk of anchors in the current round; rounds alternate singletons → pairs → triples."""
+        """Test the next chunk of anchors; rounds alternate singletons → pairs → triples.
+
+        A window small enough that a whole round is far below `RECORDS_PER_STEP` runs several sampled rounds in one
+        vectorised step (up to `ROUNDS_PER_STEP`, never past `max_samples`): per-call overhead, not arithmetic, is
+        what a small window costs, and the stopping rule is still checked at every step's round boundary.
+        """
         began = time.perf_counter()
         u = self.n_features
-        chunk = max(1, int(RECORDS_PER_STEP // (MEMBERS * max(1.0, self.mean_occ))))
-        anchors = np.arange(self.cursor, min(u, self.cursor + chunk))
-        size = 1 if self.round == 0 else 2 + (self.round - 1) % 2
-        members = self._draw_groups(anchors, size)
-        effects = self._anchor_effects(members)
-        if size == 1:
+        per_anchor = MEMBERS * max(1.0, self.mean_occ)
+        chunk = max(1, int(RECORDS_PER_STEP // per_anchor))
+        if self.round > 0 and self.cursor == 0 and u <= chunk:
+            rounds = int(min(ROUNDS_PER_STEP, chunk // u, self.max_rounds - self.round))
+            anchors = np.tile(np.arange(u), rounds)
+            sizes = np.repeat(2 + (self.round - 1 + np.arange(rounds)) % 2, u)
+            self.round += rounds - 1
+            self.cursor = u - 1
+        else:
+            anchors = np.arange(self.cursor, min(u, self.cursor + chunk))
+            sizes = np.full(len(anchors), 1 if self.round == 0 else 2 + (self.round - 1) % 2)
+        effects = self._anchor_effects(self._draw_groups(anchors, sizes))
+        if self.round == 0:
             self.loo[anchors] = effects
         else:
-            stratum = size - 2
-            self.count[stratum, anchors] += 1
-            self.total[stratum, anchors] += effects
-            self.total_sq[stratum, anchors] += effects * effects
+            flat = (sizes - 2) * u + anchors  # (stratum, anchor) as one index into the [2, u] tables
+            self.count += np.bincount(flat, minlength=2 * u).reshape(2, u)
+            self.total += np.bincount(flat, weights=effects, minlength=2 * u).reshape(2, u)
+            self.total_sq += np.bincount(flat, weights=effects * effects, minlength=2 * u).reshape(2, u)
         self.cursor = anchors[-1] + 1 if len(anchors) else u
         if self.cursor >= u:
             self.round, self.cursor = self.round + 1, 0
             self._check_stop()
         self.step_cost = time.perf_counter() - began
 
-    def _draw_groups(self, anchors: np.ndarray, size: int) -> np.ndarray:
-        """[B, 3] window-local ids: the anchor, then up to two partners drawn by co-activation (-1 = none)."""
+    def _draw_groups(self, anchors: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """[B, 3] window-local ids: each anchor, then up to `size - 1` partners drawn by co-activation (-1 = none).
+
+        A partner is drawn ∝ activation among the slots of the chosen position that are not yet in the group: a
+        uniform draw over the remaining mass steps over the excluded slots' intervals and is then found by bisection
+        in the window's cumulative activations, so a draw costs O(log(P·k)), not a pass over the position's slots.
+        """
         b = len(anchors)
         members = np.full((b, MEMBERS), -1, dtype=np.int64)
         members[:, 0] = anchors
-        if size == 1 or b == 0:
+        partners = int(sizes.max(initial=1)) - 1
+        if partners == 0 or b == 0:
             return members
         act = self.terms.act
         target = self.occ_base[anchors] + self.rng.random(b) * self.occ_mass[anchors]
         occ = np.searchsorted(self.occ_cum, target, side="right")
         occ = np.clip(occ, self.occ_ptr[anchors], self.occ_ptr[anchors + 1] - 1)
         pos, slot = self.occ_p[occ], self.occ_s[occ]
-        weights = act[pos].copy()
-        rows = np.arange(b)
-        weights[rows, slot] = 0.0
-        for j in range(1, size):
-            cum = np.cumsum(weights, axis=1)
-            draw = self.rng.random(b) * cum[:, -1]
-            picked = np.minimum((cum <= draw[:, None]).sum(axis=1), weights.shape[1] - 1)
-            ok = cum[:, -1] > 0
+        k = act.shape[1]
+        base, end = self.row_start[pos], self.row_start[pos + 1]
+        excluded = slot[:, None]  # [B, e] slots already in each group, kept in increasing order
+        for j in range(1, partners + 1):
+            weight = act[pos[:, None], excluded]
+            start = self.act_cum[pos[:, None] * k + excluded] - weight
+            mass = (end - base) - weight.sum(axis=1)
+            draw = base + self.rng.random(b) * mass
+            for e in range(excluded.shape[1]):  # at most two excluded slots, in increasing order
+                draw = draw + np.where(draw >= start[:, e], weight[:, e], 0.0)
+            picked = np.clip(np.searchsorted(self.act_cum, draw, side="right") - pos * k, 0, k - 1)
+            ok = (mass > 0) & (sizes > j) & ~(picked[:, None] == excluded).any(axis=1)
             members[:, j] = np.where(ok, self.local[pos, picked], -1)
-            weights[rows, picked] = 0.0
+            excluded = np.sort(np.column_stack([excluded, picked]), axis=1)
         return members
 
     def _anchor_effects(self, members: np.ndarray) -> np.ndarray:
         """δ_anchor = v(N ∖ partners) − v(N ∖ (partners ∪ anchor)) for each group, shape [B]."""
+        return self._dense_effects(members) if self.dense is not None else self._sparse_effects(members)
+
+    def _dense_effects(self, members: np.ndarray) -> np.ndarray:
+        """`_anchor_effects` from the dense tables: every group at every window position, [B, P] at a time."""
+        t = self.terms
+        alpha, beta, gram = self.dense
+        a, m1, m2 = (np.where(members[:, j] >= 0, members[:, j], self.n_features) for j in range(MEMBERS))
+        num_part = t.num_full - alpha[m1] - alpha[m2]
+        num_all = num_part - alpha[a]
+        sq_part = sq_all = None
+        if not t.linear:
+            sq_part = t.sq_full - 2.0 * (beta[m1] + beta[m2]) + gram[m1, m1] + gram[m2, m2] + 2.0 * gram[m1, m2]
+            sq_all = sq_part - 2.0 * beta[a] + gram[a, a] + 2.0 * (gram[a, m1] + gram[a, m2])
+        drop = t.value(num_part.T, None if sq_part is None else sq_part.T) - \
+            t.value(num_all.T, None if sq_all is None else sq_all.T)
+        return drop.sum(axis=0) / len(self.positions)
+
+    def _sparse_effects(self, members: np.ndarray) -> np.ndarray:
+        """`_anchor_effects` touching only the positions where the members fire, for windows too long for tables."""
         t, n_pos, u = self.terms, len(self.positions), self.n_features
         g_b, g_j = np.nonzero(members >= 0)
         feat = members[g_b, g_j]

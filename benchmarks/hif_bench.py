@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import hif  # noqa: E402
 from attribution import AttributionConfig, LayerFeatures, attribute  # noqa: E402
-from explainer.artifacts import ArtifactStore  # noqa: E402
+from explainer.artifacts import FolderArtifactStore  # noqa: E402
 from hif import Graph, HypergraphConfig, build_hif, dumps_canonical, prune_and_group, validate_hif  # noqa: E402
 from hif.graph import KIND_FEATURE, KIND_INPUT, KIND_OUTPUT, Incidences, Nodes  # noqa: E402
 
@@ -211,7 +211,7 @@ def bench_stage(args: argparse.Namespace) -> None:
     cfg = HypergraphConfig()
     baseline = load_baseline(args.baseline) if args.baseline else None
     with tempfile.TemporaryDirectory() as root:
-        store = ArtifactStore(root)
+        store = FolderArtifactStore(root)
         for granularity in ("token", "sentence"):
             graph = stage_trace(granularity)
             store.save_arrays(1, "attribution", graph.to_arrays())

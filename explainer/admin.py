@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.urls import path, reverse
@@ -59,8 +59,16 @@ def graph_link(trace_pk: int, status: str) -> SafeString | str:
 
 @admin.register(Tenant)
 class TenantAdmin(SuperuserOnlyAdmin):
-    list_display = ("slug", "name", "created")
+    list_display = ("slug", "name", "retention_days", "created")
     search_fields = ("slug", "name")
+    fields = ("slug", "name", "retention_days")
+
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        """A superuser deleting a tenant deletes its traces, events and the rest with it (and, through
+        `explainer.signals`, what they stored in the object store and Redis), although those pages are read-only:
+        the pipeline's rows are never edited one by one, but they go with their tenant."""
+        deleted, counts, _, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
 
 
 if admin.site.is_registered(APIKey):
@@ -279,8 +287,8 @@ class ExplanationAdmin(TenantScopedAdmin):
     ordering = ("-id",)
     list_per_page = 50
     show_full_result_count = False
-    fields = ("trace_column", "tenant_slug", "node_count", "incidence_count", "size", "meta_table", "created",
-              "updated", "graph")
+    fields = ("trace_column", "tenant_slug", "node_count", "incidence_count", "size", "stored_at", "meta_table",
+              "created", "updated", "graph")
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -299,10 +307,15 @@ class ExplanationAdmin(TenantScopedAdmin):
     def size(self, explanation: Explanation) -> str:
         return f"{explanation.size_bytes / 1024:,.1f} KiB"
 
+    @admin.display(description="stored at")
+    def stored_at(self, explanation: Explanation) -> str:
+        if not explanation.object_key:
+            return "PostgreSQL (written before graphs moved to the object store)"
+        return f"{explanation.object_key} (sha256 {explanation.content_sha256})"
+
     @admin.display(description="document meta")
     def meta_table(self, explanation: Explanation) -> SafeString:
-        meta = Explanation.objects.filter(pk=explanation.pk).values_list(F("document__meta"), flat=True).first()
-        return render_to_string("admin/explainer/explanation/meta.html", {"meta": meta or {}})
+        return render_to_string("admin/explainer/explanation/meta.html", {"meta": explanation.meta or {}})
 
     @admin.display(description="")
     def graph(self, explanation: Explanation) -> SafeString | str:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 
 from django.conf import settings
-from django.db.models import F, TextField
-from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -17,6 +15,8 @@ from django.utils.http import content_disposition_header
 
 from .exports import EXPORT_FORMATS, export_graph
 from .feature_notes import feature_notes
+from .graph_documents import GRAPH_READ_ERRORS, graph_bytes, graph_load
+from .object_store import StorageUnavailable
 from .models import Explanation, Trace, TraceStatus
 
 DOWNLOAD_ORDER = ("hif-1", "hif-standard", "neuronpedia")
@@ -30,8 +30,8 @@ def download_links(trace: Trace) -> list[dict[str, str]]:
 
 def graph_page(request: HttpRequest, *, trace: Trace, context: dict) -> TemplateResponse:
     """The page shell; the drawing fetches the document itself, so the page answers at once at any graph size."""
-    counts = Explanation.objects.filter(trace=trace).values(
-        "node_count", "incidence_count", "size_bytes", meta=F("document__meta")).first()
+    counts = Explanation.objects.filter(trace=trace).values("node_count", "incidence_count", "size_bytes",
+                                                            "meta").first()
     return TemplateResponse(request, "admin/explainer/trace/graph.html", {
         **context,
         "complete": trace.status == TraceStatus.COMPLETE and counts is not None,
@@ -45,17 +45,20 @@ def graph_page(request: HttpRequest, *, trace: Trace, context: dict) -> Template
 
 
 def graph_document(*, trace: Trace) -> HttpResponse:
-    """The stored HIF v1 document as the database holds it (no decode and re-encode of megabytes of JSON)."""
-    text = _document_text(trace)
-    if text is None:
+    """The stored HIF v1 document as stored (no decode and re-encode of megabytes of JSON), once its hash matched."""
+    explanation = _explanation(trace)
+    if explanation is None:
         return JsonResponse({"error": f"trace is {trace.status}; it has no graph"}, status=409)
+    try:
+        text = graph_bytes(explanation=explanation).json
+    except GRAPH_READ_ERRORS as exc:
+        return _unreadable(exc)
     return HttpResponse(text, content_type="application/json")
 
 
 def graph_features(request: HttpRequest, *, trace: Trace) -> JsonResponse:
     """Labels, layers, indices and top contexts of the features named by `?id=` (repeatable)."""
-    dictionary = Explanation.objects.filter(trace=trace).values_list(
-        F("document__meta__sae_dictionary"), flat=True).first()
+    dictionary = Explanation.objects.filter(trace=trace).values_list("meta__sae_dictionary", flat=True).first()
     if dictionary is None:
         return JsonResponse({"error": f"trace is {trace.status}; it has no graph"}, status=409)
     notes = feature_notes(dict_root=settings.DICT_ROOT, dictionary=str(dictionary),
@@ -69,20 +72,28 @@ def graph_download(request: HttpRequest, *, trace: Trace) -> HttpResponse:
     if fmt not in EXPORT_FORMATS:
         return JsonResponse({"error": f"unknown format '{fmt}'; choose one of {sorted(EXPORT_FORMATS)}"},
                             status=400)
-    if fmt == "hif-1":
-        text = _document_text(trace)
-    else:
-        document = Explanation.objects.filter(trace=trace).values_list("document", flat=True).first()
-        text = None if document is None else json.dumps(export_graph(trace=trace, document=document, fmt=fmt))
-    if text is None:
+    explanation = _explanation(trace)
+    if explanation is None:
         return JsonResponse({"error": f"trace is {trace.status}; it has no graph"}, status=409)
+    try:
+        if fmt == "hif-1":
+            text = graph_bytes(explanation=explanation).json
+        else:
+            text = json.dumps(export_graph(trace=trace, document=graph_load(explanation=explanation),
+                                           fmt=fmt))
+    except GRAPH_READ_ERRORS as exc:
+        return _unreadable(exc)
     response = HttpResponse(text, content_type="application/json")
     response["Content-Disposition"] = content_disposition_header(True, f"{trace.trace_id}.{fmt}.json")
     return response
 
 
-def _document_text(trace: Trace) -> str | None:
+def _explanation(trace: Trace) -> Explanation | None:
     if trace.status != TraceStatus.COMPLETE:
         return None
-    return Explanation.objects.filter(trace=trace).values_list(
-        Cast("document", output_field=TextField()), flat=True).first()
+    return Explanation.objects.filter(trace=trace).first()
+
+
+def _unreadable(exc: Exception) -> JsonResponse:
+    """The graph could not be read (store down, object gone or corrupt): said plainly, never served as valid."""
+    return JsonResponse({"error": str(exc)}, status=503 if isinstance(exc, StorageUnavailable) else 500)

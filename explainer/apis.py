@@ -1,6 +1,9 @@
-"""Read API: trace status and the explained graph, scoped to the caller's tenant."""
+"""Trace API: status, the explained graph and deletion, scoped to the caller's tenant."""
 from __future__ import annotations
 
+import redis
+from django.conf import settings
+from django.http import HttpResponse
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
@@ -17,8 +20,11 @@ from hypergraph_site.api.errors import error_response
 from hypergraph_site.api.openapi import RETRY_AFTER, api_key_errors, error_docs, error_example
 
 from .exports import EXPORT_FORMATS, export_graph
+from .graph_documents import GraphBytes, GraphCorrupt, graph_bytes, graph_load
 from .models import Granularity, Scope, Stage, TraceStatus
+from .object_store import ObjectMissing, StorageUnavailable
 from .selectors import dictionary_catalog, explanation_get, trace_get, trace_list, trace_summary
+from .services import trace_delete
 
 # --- What the answers look like (OpenAPI only: the views build plain dicts) ------------------------------------------
 
@@ -178,6 +184,7 @@ class DictionaryListSerializer(serializers.Serializer):
 
 TRACE_ID = OpenApiParameter("trace_id", str, OpenApiParameter.PATH, pattern="^[A-Za-z0-9._:-]+$",
                             description="The trace id the events were sent with")
+STORE_DOWN = "the object store or Redis is unreachable; retry later"
 NO_SUCH_TRACE = {404: error_docs("No such trace for this key's tenant (another tenant's trace is a 404 too)",
                                  error_example(404, "trace 'req-42' not found"))}
 
@@ -252,7 +259,10 @@ class TraceListApi(APIView):
 
 class TraceDetailApi(APIView):
     permission_classes = [HasScope]
-    required_scope = Scope.TRACES_READ
+
+    @property
+    def required_scope(self) -> str:
+        return Scope.TRACES_DELETE if self.request.method == "DELETE" else Scope.TRACES_READ
 
     @extend_schema(
         operation_id="trace_detail",
@@ -278,6 +288,31 @@ class TraceDetailApi(APIView):
     def get(self, request: Request, trace_id: str) -> Response:
         trace = trace_get(tenant=request.user.tenant, trace_id=trace_id)
         return Response(trace_summary(trace=trace))
+
+    @extend_schema(
+        operation_id="trace_delete",
+        summary="Delete a trace everywhere: its rows, events, graph document, stage artifacts and capture shards",
+        parameters=[TRACE_ID, RETRY_AFTER],
+        responses={
+            204: OpenApiResponse(description="Deleted; the trace id may be used again"),
+            **NO_SUCH_TRACE,
+            **api_key_errors(Scope.TRACES_DELETE),
+            503: error_docs("The database, the object store or Redis is unreachable; the trace is kept (nothing "
+                            "that says what remains to delete was removed), retry after `Retry-After` seconds",
+                            error_example(503, "the database is unreachable; nothing was stored, retry later",
+                                          name="database"),
+                            error_example(503, STORE_DOWN, name="object store or Redis")),
+        },
+    )
+    def delete(self, request: Request, trace_id: str) -> HttpResponse:
+        trace = trace_get(tenant=request.user.tenant, trace_id=trace_id)
+        try:
+            trace_delete(trace=trace, actor=request.user.key)
+        except (StorageUnavailable, redis.RedisError):
+            return error_response(503, STORE_DOWN, headers={"Retry-After": str(settings.RETRY_AFTER_S)})
+        deleted = HttpResponse(status=status.HTTP_204_NO_CONTENT)
+        del deleted["Content-Type"]  # no body, so no media type
+        return deleted
 
 
 class TraceGraphApi(APIView):
@@ -307,6 +342,13 @@ class TraceGraphApi(APIView):
             409: error_docs("No graph will come: the trace failed, was canceled or expired", error_example(
                 409, "trace is failed: layer 6: the dictionary has width 384, the activations 768")),
             **api_key_errors(Scope.TRACES_READ),
+            500: error_docs("The stored document is missing or no longer matches the hash recorded when it was "
+                            "written: it is reported, never served", error_example(
+                500, "the stored graph of trace 'req-42' does not match its recorded hash; it is not served")),
+            503: error_docs("The database or the object store is unreachable; retry after `Retry-After` seconds",
+                            error_example(503, "the database is unreachable; nothing was stored, retry later",
+                                          name="database"),
+                            error_example(503, STORE_DOWN, name="object store")),
         },
     )
     def get(self, request: Request, trace_id: str) -> Response:
@@ -322,7 +364,38 @@ class TraceGraphApi(APIView):
             body = {"trace_id": trace.trace_id, "status": trace.status, "error": trace.error or None,
                     "status_url": request.build_absolute_uri(reverse("trace-detail", args=[trace.trace_id]))}
             return Response(body, status=status.HTTP_202_ACCEPTED)
-        return Response(export_graph(trace=trace, document=explanation.document, fmt=fmt))
+        try:
+            if fmt != "hif-1":
+                return Response(export_graph(trace=trace, document=graph_load(explanation=explanation), fmt=fmt))
+            return _document_response(request, graph_bytes(explanation=explanation))
+        except StorageUnavailable:
+            return error_response(503, STORE_DOWN, headers={"Retry-After": str(settings.RETRY_AFTER_S)})
+        except ObjectMissing:
+            return error_response(500, f"the stored graph of trace '{trace_id}' is missing; it is not served")
+        except GraphCorrupt:
+            return error_response(500, f"the stored graph of trace '{trace_id}' does not match its recorded hash; "
+                                       f"it is not served")
+
+
+def _accepts_gzip(request: Request) -> bool:
+    """Whether `Accept-Encoding` allows gzip (named, or `*`, with a q above 0)."""
+    for part in request.META.get("HTTP_ACCEPT_ENCODING", "").split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            weight = params.replace(" ", "").lower()
+            return not weight.startswith("q=") or weight[2:].rstrip("0.") != ""
+    return False
+
+
+def _document_response(request: Request, stored: GraphBytes) -> HttpResponse:
+    """The checked HIF v1 document as stored: its gzip as it is when the client takes gzip, else the JSON."""
+    if stored.gzipped is not None and _accepts_gzip(request):
+        response = HttpResponse(stored.gzipped, content_type="application/json")
+        response["Content-Encoding"] = "gzip"
+    else:
+        response = HttpResponse(stored.json, content_type="application/json")
+    response["Vary"] = "Accept-Encoding"
+    return response
 
 
 class DictionaryListApi(APIView):

@@ -14,8 +14,14 @@ from rest_framework_api_key.models import AbstractAPIKey
 
 
 class Tenant(models.Model):
+    """A customer. Deleting one deletes its traces and everything stored for them (`services.tenant_delete`)."""
+
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200, blank=True)
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Days this tenant's traces are kept before `manage.py purge` deletes them; 0 keeps them forever; "
+                  "empty uses RETENTION_DAYS.")
     created = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -25,6 +31,7 @@ class Tenant(models.Model):
 class Scope(models.TextChoices):
     TRACES_WRITE = "traces:write"
     TRACES_READ = "traces:read"
+    TRACES_DELETE = "traces:delete"
 
 
 class ApiKey(AbstractAPIKey):
@@ -87,7 +94,8 @@ class Trace(models.Model):
     `token_count`, `layers` and `rows_extent` summarise the events received, so accept-time checks need no reads.
     """
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="traces")
+    # No index of its own: (tenant, trace_id) and (tenant, created, id) already lead with it.
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="traces", db_index=False)
     trace_id = models.CharField(max_length=128)
     status = models.CharField(max_length=16, choices=TraceStatus.choices, default=TraceStatus.OPEN)
     stage = models.CharField(max_length=16, choices=Stage.choices, blank=True)
@@ -114,7 +122,9 @@ class Trace(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "trace_id"], name="trace_unique_per_tenant")]
         indexes = [
-            models.Index(fields=["status", "updated"]),
+            # Open traces, for expiry: the accept path's frequent UPDATEs touch no indexed column (not even
+            # `updated`), so PostgreSQL can make them heap-only (HOT) instead of writing every index again.
+            models.Index(fields=["id"], condition=models.Q(status="open"), name="trace_open"),
             models.Index(fields=["status", "lease_until"]),
             # The admin's trace list: newest first, for everyone or within one tenant, filtered by these columns.
             models.Index(fields=["created", "id"], name="trace_newest"),
@@ -142,7 +152,8 @@ class Trace(models.Model):
 class TraceEvent(models.Model):
     """An accepted event exactly as received; stored before the request is acknowledged."""
 
-    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: the (trace, event_hash) constraint leads with it.
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="events", db_index=False)
     event_type = models.CharField(max_length=16)
     event_hash = models.CharField(max_length=64)
     granularity = models.CharField(max_length=16, blank=True)
@@ -155,10 +166,18 @@ class TraceEvent(models.Model):
 
 
 class Explanation(models.Model):
-    """The stored HIF document of a complete trace (JSONB on PostgreSQL); one per trace, upserted."""
+    """What PostgreSQL keeps of a complete trace's HIF document; one per trace, upserted.
+
+    The document lives in the object store under `object_key` (`graph_documents`), gzipped, and `content_sha256`
+    (of its canonical JSON) is checked whenever it is read; `meta` and the counts serve lists and pages without it.
+    Rows written before documents moved out have no key and hold the document itself in `document` (JSONB).
+    """
 
     trace = models.OneToOneField(Trace, on_delete=models.CASCADE, related_name="explanation")
-    document = models.JSONField()
+    document = models.JSONField(null=True, blank=True)
+    object_key = models.CharField(max_length=512, blank=True)
+    content_sha256 = models.CharField(max_length=64, blank=True)
+    meta = models.JSONField(default=dict, blank=True)
     size_bytes = models.PositiveIntegerField()
     node_count = models.PositiveIntegerField()
     incidence_count = models.PositiveIntegerField()

@@ -7,7 +7,7 @@ libraries' own input errors) are permanent: the trace fails with the message, th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,9 @@ from .activations import decode_inline_activations
 from .selectors import dictionary_catalog
 from .shadow import shadow_inputs, shadow_model, verify_config
 from .shards import shard_client
-from .artifacts import ArtifactStore
-from .models import Trace
+from .artifacts import ArtifactStore, configured_artifact_store
+from .graph_documents import StoredGraph, graph_delete, graph_store
+from .models import Stage, Trace
 from .text import sentence_windows
 from .trace_data import activation_payloads, completion_of
 
@@ -35,7 +36,7 @@ class PipelineError(Exception):
 
 @cache
 def artifact_store() -> ArtifactStore:
-    return ArtifactStore(settings.ARTIFACT_ROOT)
+    return configured_artifact_store()
 
 
 @cache
@@ -204,7 +205,7 @@ def attribute_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeS
             layer=layer, acts=rows, indices=features[f"idx_{layer}"], values=features[f"val_{layer}"],
             W_dec=dictionary.W_dec, b_dec=dictionary.b_dec,
         ))
-        labels[layer] = sae.load_labels(dictionary.folder)
+        labels[layer] = _labels(Path(dictionary.folder))
         unembedding = unembedding or _unembedding_near(Path(dictionary.folder))
     windows = [tuple(w) for w in info["windows"]]
     inputs, why_not = _model_inputs(trace, layers)
@@ -245,9 +246,39 @@ def _through_model(trace: Trace, layers: list, inputs: "attribution.ModelInputs"
                            "attribution_note": result.reason, **checked.summary}
 
 
+def _file_version(path: Path) -> tuple[int, int] | None:
+    """(mtime, size) of a file, or None when it is absent: a cache key that changes when the file is rewritten."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+# A dictionary's labels and the model's unembedding are read once per version of their files, not once per trace:
+# parsing thousands of labels or a vocabulary-wide W_U would otherwise cost more than attributing a short answer.
+
+@lru_cache(maxsize=64)
+def _labels_version(folder: Path, version: tuple[int, int] | None) -> dict[int, str]:
+    return sae.load_labels(folder)
+
+
+def _labels(folder: Path) -> dict[int, str]:
+    return _labels_version(folder, _file_version(folder / sae.labels.LABELS_FILE))
+
+
+@lru_cache(maxsize=16)
+def _unembedding_version(folder: Path, version: tuple[int, int] | None) -> "attribution.Unembedding | None":
+    return attribution.load_unembedding(folder)
+
+
 def _unembedding_near(layer_folder: Path) -> "attribution.Unembedding | None":
     """The model's unembedding, from the layer folder or the dictionary set's folder above it."""
-    return attribution.load_unembedding(layer_folder) or attribution.load_unembedding(layer_folder.parent)
+    for folder in (layer_folder, layer_folder.parent):
+        found = _unembedding_version(folder, _file_version(folder / attribution.unembedding.FILENAME))
+        if found is not None:
+            return found
+    return None
 
 
 # --- prune and build, persist -------------------------------------------------------------------------
@@ -269,11 +300,24 @@ def build_stage(trace: Trace, store: ArtifactStore) -> None:
     store.save_json(trace.pk, "graph", document)
 
 
-def persist_finish(trace: Trace, store: ArtifactStore, owner: str, document: dict, seconds: float) -> bool:
-    """Store the built document as the trace's explanation and complete the run; then drop its artifacts."""
-    size = len(hif.dumps_canonical(document))
-    done = services.trace_complete(trace_pk=trace.pk, run_id=str(trace.run_id), owner=owner, document=document,
-                                   size_bytes=size, seconds=seconds)
+def persist_stage(trace: Trace, store: ArtifactStore) -> StoredGraph:
+    """Write the built document to the object store; the trace is complete only once it is there (`persist_finish`).
+
+    An unreachable store raises `StorageUnavailable`, which the runner retries, then dead-letters.
+    """
+    return graph_store(trace=trace, document=store.load_json(trace.pk, "graph"))
+
+
+def persist_finish(trace: Trace, store: ArtifactStore, owner: str, graph: StoredGraph, seconds: float) -> bool:
+    """Record the stored document as the trace's explanation and complete the run; then drop its artifacts.
+
+    A trace deleted while this stage ran leaves nothing behind: its document and artifacts are deleted here.
+    """
+    done = services.trace_complete(trace_pk=trace.pk, run_id=str(trace.run_id), owner=owner, graph=graph,
+                                   timings={**trace.timings, Stage.PERSIST: round(seconds, 4)})
     if done:
+        store.delete(trace.pk)
+    elif not Trace.objects.filter(pk=trace.pk).exists():
+        graph_delete(key=graph.key)
         store.delete(trace.pk)
     return done

@@ -11,7 +11,7 @@ import logging
 import random
 import threading
 import time
-from typing import Callable, TypeVar
+from typing import Callable, Mapping, TypeVar
 
 import kombu.exceptions
 import redis
@@ -23,6 +23,7 @@ import sae
 from . import services
 from .artifacts import ArtifactMissing
 from .leases import owner_token
+from .object_store import StorageUnavailable
 from .models import Stage, Trace
 from .pipeline import PipelineError, public_message
 
@@ -32,9 +33,10 @@ T = TypeVar("T")
 
 # Input problems no retry can fix: the trace fails at once with the message.
 PERMANENT_ERRORS = (PipelineError, sae.DictionaryError, ArtifactMissing)
-# Outages a later attempt may not meet: retried with backoff for the retry window.
+# Outages a later attempt may not meet: retried with backoff for the retry window. The object store's are
+# `StorageUnavailable` (botocore's connection errors and S3's 5xx answers, translated in `object_store`).
 TRANSIENT_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError, OperationalError, InterfaceError,
-                    ConnectionError, TimeoutError)
+                    StorageUnavailable, ConnectionError, TimeoutError)
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
 
@@ -97,44 +99,69 @@ class LeaseKeeper:
             connection.close()
 
 
-def run_stage(stage: Stage, trace_pk: int, run_id: str, work: Callable[[Trace], object],
-              finish: Callable[[Trace, str, object, float], bool] | None = None) -> None:
-    """Claim `stage` of the run, do `work`, then advance the trace (or `finish` it) and publish the next stage."""
+def run_chain(stage: Stage, trace_pk: int, run_id: str, works: Mapping[Stage, Callable[[Trace], object]],
+              finish: Callable[[Trace, str, object, float], bool], *,
+              runs_here: Callable[[Stage], bool] = lambda stage: False) -> None:
+    """Claim `stage` of the run and work through the chain from there, as long as `runs_here` takes the next stage;
+    the first stage it does not take is published for a worker that does.
+
+    The last stage's output goes to `finish`, which completes the run. Continuing here hands the lease straight
+    from one stage to the next (one conditional UPDATE) under one lease keeper, and saves a broker round trip and
+    a task start per stage; nothing is lost if this process dies on the way, because the due stage and its lease
+    are in the trace row and the sweeper publishes the stage when the lease expires.
+    """
     owner = owner_token()
     claimed = retry_transient(
         lambda: services.trace_claim_stage(trace_pk=trace_pk, run_id=run_id, stage=stage, owner=owner),
         what=f"claiming {stage} of trace {trace_pk}")
     if not claimed:
         return  # another holder, a superseded run or a finished trace: nothing to do
-    started = time.perf_counter()
     with LeaseKeeper(trace_pk, owner):
-        try:
-            trace = retry_transient(lambda: Trace.objects.get(pk=trace_pk), what=f"reading trace {trace_pk}")
-            output = retry_transient(lambda: work(trace), what=f"{stage} of trace {trace_pk}")
-        except PERMANENT_ERRORS as exc:
-            _fail(trace_pk, run_id, stage, str(exc))
-            return
-        except MemoryError:
-            _fail(trace_pk, run_id, stage, f"{stage} ran out of memory: the trace is too large for this worker")
-            return
-        except TRANSIENT_ERRORS as exc:
-            _fail(trace_pk, run_id, stage, f"{type(exc).__name__}: {exc} (still failing after retrying for "
-                                           f"{settings.TASK_RETRY_WINDOW_S}s)")
-            return
-        except Exception as exc:  # noqa: BLE001 - a bug must fail this trace, never the worker
-            logger.exception("%s of trace %s failed unexpectedly", stage, trace_pk)
-            _fail(trace_pk, run_id, stage, f"internal error in {stage}: {type(exc).__name__}: {exc}")
-            return
-        seconds = time.perf_counter() - started
-        if finish is not None:
-            retry_transient(lambda: finish(trace, owner, output, seconds), what=f"finishing trace {trace_pk}")
-            return
-        advanced = retry_transient(
-            lambda: services.trace_advance(trace_pk=trace_pk, run_id=run_id, stage=stage, owner=owner,
-                                           seconds=seconds),
-            what=f"advancing trace {trace_pk} past {stage}")
-    if advanced:
-        services.stage_publish(trace_pk=trace_pk, run_id=run_id, stage=stage.next)
+        trace = retry_transient(lambda: Trace.objects.get(pk=trace_pk), what=f"reading trace {trace_pk}")
+        while True:
+            started = time.perf_counter()
+            ok, output = _work(stage, trace, run_id, works[stage])
+            if not ok:
+                return
+            seconds = time.perf_counter() - started
+            if stage.next is None:
+                retry_transient(lambda: finish(trace, owner, output, seconds), what=f"finishing trace {trace_pk}")
+                return
+            keep = runs_here(stage.next)
+            timings = {**trace.timings, stage: round(seconds, 4)}
+            advanced = retry_transient(
+                lambda: services.trace_advance(trace_pk=trace_pk, run_id=run_id, stage=stage, owner=owner,
+                                               timings=timings, keep=keep),
+                what=f"advancing trace {trace_pk} past {stage}")
+            if not advanced:
+                return
+            trace.timings, stage = timings, stage.next
+            if not keep:
+                break
+    services.stage_publish(trace_pk=trace_pk, run_id=run_id, stage=stage)
+
+
+def _work(stage: Stage, trace: Trace, run_id: str, work: Callable[[Trace], object]) -> tuple[bool, object]:
+    """(True, output) of one stage's work; (False, None) once a failure has been recorded for the trace."""
+    try:
+        return True, retry_transient(lambda: work(trace), what=f"{stage} of trace {trace.pk}")
+    except PERMANENT_ERRORS as exc:
+        reason = str(exc)
+    except MemoryError:
+        reason = f"{stage} ran out of memory: the trace is too large for this worker"
+    except TRANSIENT_ERRORS as exc:
+        reason = f"{type(exc).__name__}: {exc} (still failing after retrying for {settings.TASK_RETRY_WINDOW_S}s)"
+    except Exception as exc:  # noqa: BLE001 - a bug must fail this trace, never the worker
+        logger.exception("%s of trace %s failed unexpectedly", stage, trace.pk)
+        reason = f"internal error in {stage}: {type(exc).__name__}: {exc}"
+    _fail(trace.pk, run_id, stage, reason)
+    return False, None
+
+
+def takes_queue_of(consumed_queues: frozenset[str]) -> Callable[[Stage], bool]:
+    """Whether a worker consuming `consumed_queues` runs a stage itself (`STAGE_INLINE` on, and it takes the
+    stage's queue) rather than publishing it; keeping the trace on one host also keeps its artifacts local."""
+    return lambda stage: bool(settings.STAGE_INLINE) and services.stage_queue(stage) in consumed_queues
 
 
 def _fail(trace_pk: int, run_id: str, stage: Stage, reason: str) -> None:

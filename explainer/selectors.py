@@ -4,10 +4,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.http import Http404
 
 from sae import DictionaryError
@@ -15,7 +15,7 @@ from sae.config import dictionary_layer_folder, dictionary_layers
 from sae.formats import read_spec
 from sae.labels import LABELS_FILE
 
-from .models import Explanation, Tenant, Trace
+from .models import ACTIVE_STATUSES, Explanation, Tenant, Trace
 
 CATALOG_TTL_S = 30.0
 
@@ -41,6 +41,17 @@ def trace_list(*, tenant: Tenant, status: str | None = None, granularity: str | 
         traces = traces.filter(created__gte=since)
     return traces.annotate(node_count=F("explanation__node_count"),
                            incidence_count=F("explanation__incidence_count")).order_by("-created", "-id")
+
+
+def traces_past_retention(*, now: datetime) -> QuerySet[Trace]:
+    """Traces older than their tenant's retention (`Tenant.retention_days`, else `RETENTION_DAYS`; 0 keeps them),
+    oldest first; a trace still being explained is left to finish."""
+    due = Q(pk__in=[])
+    for tenant_pk, days in Tenant.objects.values_list("pk", "retention_days"):
+        days = settings.RETENTION_DAYS if days is None else days
+        if days > 0:
+            due |= Q(tenant_id=tenant_pk, created__lt=now - timedelta(days=days))
+    return Trace.objects.filter(due).exclude(status__in=ACTIVE_STATUSES).order_by("created", "pk")
 
 
 def explanation_get(*, tenant: Tenant, trace_id: str) -> Explanation | None:

@@ -15,7 +15,7 @@ from typing import Iterable
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -30,6 +30,8 @@ from .models import (
     Trace,
     TraceStatus,
 )
+from .artifacts import configured_artifact_store
+from .graph_documents import StoredGraph, graph_delete
 from .leases import owner_is_gone
 from .shards import shard_keys, shards_delete
 
@@ -58,6 +60,12 @@ STAGE_TASKS = {stage: f"explainer.tasks.stage_{stage.value}" for stage in Stage}
 
 def _lease_end() -> datetime:
     return timezone.now() + timedelta(seconds=settings.STAGE_LEASE_S)
+
+
+def stage_queue(stage: Stage) -> str:
+    """The queue `stage`'s task is routed to (the Celery app's routing is the one source)."""
+    route = current_app.conf.task_routes.get(STAGE_TASKS[Stage(stage)], {})
+    return route.get("queue", current_app.conf.task_default_queue)
 
 
 def stage_publish(*, trace_pk: int, run_id: str, stage: Stage) -> bool:
@@ -110,46 +118,49 @@ def trace_renew_lease(*, trace_pk: int, owner: str) -> bool:
     return bool(Trace.objects.filter(pk=trace_pk, lease_owner=owner).update(lease_until=_lease_end()))
 
 
-def _with_timing(timings: dict, stage: Stage, seconds: float) -> dict:
-    return {**timings, stage: round(seconds, 4)}
+def trace_advance(*, trace_pk: int, run_id: str, stage: Stage, owner: str, timings: dict,
+                  keep: bool = False) -> bool:
+    """Record a finished stage (`timings`: the run's stage seconds so far, this one included) and make the next one
+    due, in one conditional UPDATE that changes nothing if the lease was taken over meanwhile.
 
-
-def trace_advance(*, trace_pk: int, run_id: str, stage: Stage, owner: str, seconds: float) -> bool:
-    """Record a finished stage and make the next one due: the holder's timings, then one conditional UPDATE that
-    changes nothing if the lease was taken over meanwhile."""
-    trace = Trace.objects.filter(pk=trace_pk, lease_owner=owner).only("timings").first()
-    if trace is None:
-        return False
+    With `keep` the holder goes straight on to the next stage: it keeps the lease, as if it had claimed it.
+    """
+    lease = {"lease_owner": owner, "attempts": 1, "status": TraceStatus.RUNNING} if keep else \
+        {"lease_owner": "", "attempts": 0}
     return bool(
         Trace.objects.filter(pk=trace_pk, run_id=run_id, stage=stage, lease_owner=owner).update(
-            stage=Stage(stage).next, lease_owner="", lease_until=_lease_end(), attempts=0,
-            timings=_with_timing(trace.timings, stage, seconds), updated=timezone.now(),
+            stage=Stage(stage).next, lease_until=_lease_end(), timings=timings, updated=timezone.now(), **lease,
         )
     )
 
 
-def trace_complete(*, trace_pk: int, run_id: str, owner: str, document: dict, size_bytes: int,
-                   seconds: float) -> bool:
-    """Upsert the explanation and mark the run complete, atomically, if this holder still has the lease."""
+def trace_complete(*, trace_pk: int, run_id: str, owner: str, graph: StoredGraph, timings: dict) -> bool:
+    """Upsert the explanation (the stored document's key, hash and summary) and mark the run complete, atomically,
+    if this holder still has the lease. The document is in the object store already: a complete trace always has
+    its whole document there.
+
+    Always committed durably, even on a worker connection that commits stage transitions asynchronously: once it
+    returns, the caller deletes the artifacts a re-run would need.
+    """
     with transaction.atomic():
-        trace = (Trace.objects.select_for_update()
-                 .filter(pk=trace_pk, run_id=run_id, stage=Stage.PERSIST, lease_owner=owner,
-                         status=TraceStatus.RUNNING).first())
-        if trace is None:
-            return False
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO on")
         now = timezone.now()
-        Trace.objects.filter(pk=trace_pk).update(
+        done = Trace.objects.filter(pk=trace_pk, run_id=run_id, stage=Stage.PERSIST, lease_owner=owner,
+                                    status=TraceStatus.RUNNING).update(
             status=TraceStatus.COMPLETE, finished_at=now, updated=now, lease_owner="", lease_until=None,
-            timings=_with_timing(trace.timings, Stage.PERSIST, seconds),
+            timings=timings,
         )
-        Explanation.objects.update_or_create(
-            trace_id=trace_pk,
-            defaults={
-                "document": document,
-                "size_bytes": size_bytes,
-                "node_count": len(document["nodes"]),
-                "incidence_count": len(document["incidences"]),
-            },
+        if not done:
+            return False
+        Explanation.objects.bulk_create(
+            [Explanation(trace_id=trace_pk, document=None, object_key=graph.key, content_sha256=graph.sha256,
+                         meta=graph.meta, size_bytes=graph.size_bytes, node_count=graph.node_count,
+                         incidence_count=graph.incidence_count)],
+            update_conflicts=True, unique_fields=["trace"],
+            update_fields=["document", "object_key", "content_sha256", "meta", "size_bytes", "node_count",
+                           "incidence_count", "updated"],
         )
     return True
 
@@ -276,3 +287,47 @@ def trace_record_verification(*, trace_pk: int, run_id: str, verification: dict)
     """Store what the attribute stage valued and how its graph verified, for this run only (a replay's new run id
     leaves a stale stage's figures unwritten)."""
     return bool(Trace.objects.filter(pk=trace_pk, run_id=run_id).update(verification=verification))
+
+
+# --- Deleting: one trace, a batch of expired ones, a tenant's ---------------------------------------------
+
+def trace_stored_data_delete(*, trace: Trace) -> None:
+    """Delete what the trace has outside its rows: the graph object, stage artifacts and capture shards.
+
+    Done before the rows go, so a failure here (the store or Redis unreachable) leaves the rows that say what is
+    still to delete, and doing it again finishes the job (deleting what is already gone is no error).
+    """
+    key = Explanation.objects.filter(trace=trace).values_list("object_key", flat=True).first()
+    graph_delete(key=key or "")
+    configured_artifact_store().delete(trace.pk)
+    shards_delete(shard_keys(trace))
+
+
+def traces_delete(*, trace_pks: Iterable[int]) -> int:
+    """Delete the traces everywhere: stored data first, then the rows (events, explanation, dead letters cascade)."""
+    traces = list(Trace.objects.filter(pk__in=list(trace_pks)))
+    for trace in traces:
+        trace_stored_data_delete(trace=trace)
+    Trace.objects.filter(pk__in=[t.pk for t in traces]).delete()
+    return len(traces)
+
+
+def trace_delete(*, trace: Trace, actor: ApiKey) -> None:
+    """Delete one trace everywhere on a client's request, and log who asked (tenant, key prefix, trace id).
+
+    The log line is the only record for now; the hash-chained audit log is issue #15.
+    """
+    traces_delete(trace_pks=[trace.pk])
+    logger.warning("trace deleted: tenant=%s key_prefix=%s trace_id=%s", trace.tenant.slug, actor.prefix,
+                   trace.trace_id)
+
+
+def tenant_stored_data_delete(*, tenant: Tenant, batch_size: int = 500) -> int:
+    """Delete the stored data of every trace of the tenant (its rows go with the tenant's by cascade)."""
+    deleted = 0
+    for trace in tenant.traces.order_by("pk").iterator(chunk_size=batch_size):
+        trace_stored_data_delete(trace=trace)
+        deleted += 1
+    if deleted:
+        logger.warning("tenant %s is being deleted: the stored data of its %d traces deleted", tenant.slug, deleted)
+    return deleted

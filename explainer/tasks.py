@@ -1,50 +1,107 @@
-"""Thin Celery wrappers: each stage task runs one pipeline function through `runner.run_stage`.
+"""Thin Celery wrappers: each stage task runs the chain's pipeline functions from its stage (`runner.run_chain`).
 
-Tasks never chain each other through Celery: a finished stage advances the trace row and publishes the next stage
-(`services.stage_publish`), so the database always says what is due and the sweeper can re-send anything lost.
+Tasks never chain each other through Celery: a finished stage advances the trace row, so the database always says
+what is due and the sweeper can re-send anything lost. The next stage then runs in the same task when this worker
+takes its queue, or is published (`services.stage_publish`) for a worker that does.
 """
 from __future__ import annotations
 
+import os
+
 from celery import shared_task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
+from django.conf import settings
+from django.db.backends.signals import connection_created
+from threadpoolctl import threadpool_limits
 
 from . import pipeline, services
 from .models import Stage, Trace
-from .runner import run_stage
+from .runner import run_chain, takes_queue_of
 from .sweeper import Sweeper
 
 STAGE_TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
 
+# Noted at worker start, before the pool forks, so pool processes inherit them: the queues this worker consumes, and
+# the BLAS threads each prefork process may use (None: leave BLAS as it is).
+_consumed_queues: frozenset[str] = frozenset()
+_blas_threads: int | None = None
+
+
+STAGE_WORK = {
+    Stage.LOAD: lambda t: pipeline.load_stage(t, pipeline.artifact_store()),
+    Stage.SAE_DECODE: lambda t: pipeline.sae_decode_stage(t, pipeline.artifact_store(), pipeline.sae_service()),
+    Stage.ATTRIBUTE: lambda t: pipeline.attribute_stage(t, pipeline.artifact_store(), pipeline.sae_service()),
+    Stage.BUILD: lambda t: pipeline.build_stage(t, pipeline.artifact_store()),
+    Stage.PERSIST: lambda t: pipeline.persist_stage(t, pipeline.artifact_store()),
+}
+
+
+def _persist_finish(trace: Trace, owner: str, graph: pipeline.StoredGraph, seconds: float) -> bool:
+    return pipeline.persist_finish(trace, pipeline.artifact_store(), owner, graph, seconds)
+
+
+def run_from(stage: Stage, trace_pk: int, run_id: str) -> None:
+    """Run `stage`, then each following stage this worker takes itself, publishing the first one it does not."""
+    run_chain(stage, trace_pk, run_id, STAGE_WORK, _persist_finish, runs_here=takes_queue_of(_consumed_queues))
+
 
 @shared_task(name=services.STAGE_TASKS[Stage.LOAD], **STAGE_TASK_OPTIONS)
 def stage_load(trace_pk: int, run_id: str) -> None:
-    run_stage(Stage.LOAD, trace_pk, run_id, lambda t: pipeline.load_stage(t, pipeline.artifact_store()))
+    run_from(Stage.LOAD, trace_pk, run_id)
 
 
 @shared_task(name=services.STAGE_TASKS[Stage.SAE_DECODE], **STAGE_TASK_OPTIONS)
 def stage_sae_decode(trace_pk: int, run_id: str) -> None:
-    run_stage(Stage.SAE_DECODE, trace_pk, run_id,
-              lambda t: pipeline.sae_decode_stage(t, pipeline.artifact_store(), pipeline.sae_service()))
+    run_from(Stage.SAE_DECODE, trace_pk, run_id)
 
 
 @shared_task(name=services.STAGE_TASKS[Stage.ATTRIBUTE], **STAGE_TASK_OPTIONS)
 def stage_attribute(trace_pk: int, run_id: str) -> None:
-    run_stage(Stage.ATTRIBUTE, trace_pk, run_id,
-              lambda t: pipeline.attribute_stage(t, pipeline.artifact_store(), pipeline.sae_service()))
+    run_from(Stage.ATTRIBUTE, trace_pk, run_id)
 
 
 @shared_task(name=services.STAGE_TASKS[Stage.BUILD], **STAGE_TASK_OPTIONS)
 def stage_build(trace_pk: int, run_id: str) -> None:
-    run_stage(Stage.BUILD, trace_pk, run_id, lambda t: pipeline.build_stage(t, pipeline.artifact_store()))
+    run_from(Stage.BUILD, trace_pk, run_id)
 
 
 @shared_task(name=services.STAGE_TASKS[Stage.PERSIST], **STAGE_TASK_OPTIONS)
 def stage_persist(trace_pk: int, run_id: str) -> None:
-    def finish(trace: Trace, owner: str, document: dict, seconds: float) -> bool:
-        return pipeline.persist_finish(trace, pipeline.artifact_store(), owner, document, seconds)
+    run_from(Stage.PERSIST, trace_pk, run_id)
 
-    run_stage(Stage.PERSIST, trace_pk, run_id, lambda t: pipeline.artifact_store().load_json(t.pk, "graph"),
-              finish=finish)
+
+@worker_init.connect
+def _note_worker_shape(sender=None, **kwargs) -> None:
+    """Remember the queues this worker takes, commit stage transitions asynchronously, and share the cores between
+    the pool processes' BLAS threads."""
+    global _consumed_queues, _blas_threads
+    _consumed_queues = frozenset(sender.app.amqp.queues.consume_from or ())
+    if settings.WORKER_ASYNC_COMMIT:
+        connection_created.connect(_commit_asynchronously, dispatch_uid="worker-async-commit")
+    pool = sender.pool_cls  # a name ("prefork") or the class, depending on how the worker was started
+    if "prefork" in str(getattr(pool, "__module__", pool)):
+        _blas_threads = max(1, (os.cpu_count() or 1) // max(1, int(sender.concurrency or 1)))
+
+
+def _commit_asynchronously(sender, connection, **kwargs) -> None:
+    """Worker connections do not wait for the WAL flush of each stage transition (`WORKER_ASYNC_COMMIT`).
+
+    A transition lost in a database crash loses no work: the trace row then shows the earlier stage with a lease,
+    which expires, and the sweeper runs that stage again (stages are idempotent). The one write that must be durable,
+    the completion that lets the artifacts be deleted, asks for a synchronous commit itself
+    (`services.trace_complete`).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit TO off")
+
+
+@worker_process_init.connect
+def _limit_blas_threads(**kwargs) -> None:
+    """N prefork processes each running BLAS on every core oversubscribe the machine: small products then wait on
+    busy threads (see `attribution.threads`). Each process gets its share of the cores instead."""
+    if _blas_threads:
+        threadpool_limits(limits=_blas_threads, user_api="blas")
 
 
 _sweeper: Sweeper | None = None

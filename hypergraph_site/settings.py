@@ -11,6 +11,8 @@ from pathlib import Path
 
 import environ
 
+from hypergraph_site import storage
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 ENV_FILE = Path(os.environ.get("HG_ENV_FILE") or BASE_DIR / ".env")
@@ -109,8 +111,27 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Storage ----------------------------------------------------------------------------------------
-# Intermediate stage artifacts (activations, decoded features) live here between chain stages.
+# Where graph documents (STORAGE_BACKEND) and stage artifacts (ARTIFACT_BACKEND) live: `local`, folders of this host
+# (every worker and the web process must share them), or `s3`, one bucket all hosts reach (README "Storage").
+STORAGE_BACKEND = env.str("STORAGE_BACKEND", default="local")
+ARTIFACT_BACKEND = env.str("ARTIFACT_BACKEND", default="local")
+for _name, _value in (("STORAGE_BACKEND", STORAGE_BACKEND), ("ARTIFACT_BACKEND", ARTIFACT_BACKEND)):
+    if _value not in storage.BACKENDS:
+        raise SystemExit(f"hypergraph-sidecar: {_name}={_value!r} is not valid; choose one of {storage.BACKENDS}")
+# Intermediate stage artifacts (activations, decoded features) live here between chain stages when local.
 ARTIFACT_ROOT = Path(env.str("ARTIFACT_ROOT", default=str(VAR_DIR / "artifacts")))
+# Gzipped graph documents when STORAGE_BACKEND=local.
+GRAPH_ROOT = Path(env.str("GRAPH_ROOT", default=str(VAR_DIR / "graphs")))
+S3_BUCKET = env.str("S3_BUCKET", default="")
+S3_PREFIX = env.str("S3_PREFIX", default="hypergraph")
+S3_ENDPOINT_URL = env.str("S3_ENDPOINT_URL", default="")
+S3_REGION = env.str("S3_REGION", default="")
+# With a KMS key every object is written SSE-KMS under it; without one, SSE-S3 (AES256).
+S3_KMS_KEY_ID = env.str("S3_KMS_KEY_ID", default="")
+if "s3" in (STORAGE_BACKEND, ARTIFACT_BACKEND) and not S3_BUCKET:
+    raise SystemExit("hypergraph-sidecar: S3_BUCKET is not set, and STORAGE_BACKEND or ARTIFACT_BACKEND is s3")
+# Traces older than this many days are deleted by `manage.py purge` (0: kept forever); a tenant may override it.
+RETENTION_DAYS = env.int("RETENTION_DAYS", default=0)
 
 # --- Static files -----------------------------------------------------------------------------------
 # The web process serves them itself (https://whitenoise.readthedocs.io/en/stable/django.html): gunicorn serves
@@ -121,6 +142,12 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+if "s3" in (STORAGE_BACKEND, ARTIFACT_BACKEND):
+    _s3 = storage.s3_storage(bucket=S3_BUCKET, region=S3_REGION, endpoint_url=S3_ENDPOINT_URL,
+                             kms_key_id=S3_KMS_KEY_ID)
+STORAGES["graphs"] = _s3 if STORAGE_BACKEND == "s3" else storage.local_storage(GRAPH_ROOT)
+if ARTIFACT_BACKEND == "s3":
+    STORAGES["artifacts"] = _s3
 # In dev mode files are also found in the apps' static folders, so a checkout is styled before any collectstatic.
 WHITENOISE_USE_FINDERS = DEV_MODE or DEBUG
 
@@ -144,6 +171,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 STAGE_LEASE_S = env.int("STAGE_LEASE_S", default=30)
 # How often the sweeper inside each worker looks for expired leases (one worker at a time, under a Redis lock).
 SWEEP_INTERVAL_S = env.int("SWEEP_INTERVAL_S", default=5)
+# A worker that takes the next stage's queue runs that stage itself instead of publishing it (0: publish every stage).
+STAGE_INLINE = env.bool("STAGE_INLINE", default=True)
+# Workers commit stage transitions without waiting for the WAL flush (a transition lost in a crash is re-run from
+# its lease; the completion is always durable). https://www.postgresql.org/docs/current/wal-async-commit.html
+WORKER_ASYNC_COMMIT = env.bool("WORKER_ASYNC_COMMIT", default=True)
 # A stage started this many times in one run without finishing fails the trace (input that kills its worker).
 STAGE_MAX_ATTEMPTS = env.int("STAGE_MAX_ATTEMPTS", default=3)
 # Transient errors (Redis, broker, database) are retried in the task for at least this long before dead-lettering.

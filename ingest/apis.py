@@ -138,12 +138,11 @@ class IngestApi(APIView):
             return error_response(409, str(exc), path="trace_id")
         except TraceConflict as exc:
             return error_response(409, str(exc), path="payload")
-        trace = result.trace
         return Response(
             {
-                "trace_id": trace.trace_id,
-                "status": trace.status,
-                "status_url": request.build_absolute_uri(reverse("trace-detail", args=[trace.trace_id])),
+                "trace_id": result.trace_id,
+                "status": result.status,
+                "status_url": request.build_absolute_uri(reverse("trace-detail", args=[result.trace_id])),
             },
             status=status.HTTP_202_ACCEPTED,
         )

@@ -36,7 +36,7 @@ def send_in_process(event: RecordedEvent, default_tenant: str) -> str:
         result = event_accept(tenant=tenant, event=validate_event(event.body))
     except EventInvalid as exc:
         raise ValueError(f"{event.source}: {exc.errors}") from None
-    return result.trace.status
+    return result.status
 
 
 def http_sender(base_url: str, api_key: str) -> Callable[[RecordedEvent], str]:

@@ -1,9 +1,11 @@
 """Accepting events: the database commit is the acknowledgement; the run is published only after it.
 
-Accepting takes one transaction: the trace row is locked (or created), the event is stored unless it was stored
-before, and the trace's running summary (token count, layers, extent of the activation rows) is updated. That summary
-lets every check that spans events — rows beyond the completion's tokens, too many layers — be made here, at accept
-time, as a 400, without reading earlier events back.
+Accepting is atomic: the event is stored unless it was stored before, and the trace's running summary (token count,
+layers, extent of the activation rows) is updated with it. That summary lets every check that spans events — rows
+beyond the completion's tokens, too many layers — be made here, at accept time, as a 400, without reading earlier
+events back. On PostgreSQL an event that does not finalize takes two round trips (`pg_accept`: an unlocked read,
+then one guarded write); finalizing events, and every event on other databases, lock the trace row in a
+transaction.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import json
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -22,6 +24,7 @@ from explainer.selectors import dictionary_catalog
 from explainer.services import trace_start_run
 from explainer.text import tokenize
 
+from . import pg_accept
 from .validation import EventInvalid, IngestEvent
 
 
@@ -33,9 +36,16 @@ class TraceConflict(Exception):
     """The event contradicts one the trace already has (a second, different completion)."""
 
 
+# A successful Redis ping is trusted this long (seconds) by events that publish nothing; a finalize always pings.
+BROKER_PING_REUSE_S = 1.0
+# Unlocked attempts before an event on a contended trace takes the locking path.
+OPTIMISTIC_TRIES = 3
+
+
 @dataclass(frozen=True)
 class AcceptResult:
-    trace: Trace
+    trace_id: str
+    status: str
     duplicate: bool
 
 
@@ -48,19 +58,54 @@ def event_hash(event: IngestEvent) -> str:
 
 
 def event_accept(*, tenant, event: IngestEvent) -> AcceptResult:
-    """Store the event and, if it finalizes the trace, start a run — all in one transaction.
+    """Store the event and, if it finalizes the trace, start a run — atomically.
 
     Idempotent: an identical event re-sent is acknowledged again without new rows or work. Raises `EventInvalid`
     for an event that contradicts the trace's earlier events or the configured dictionary.
     """
     _check_dictionary(event)
-    broker_check()
+    broker_check(reuse_s=0.0 if event.finalizes else BROKER_PING_REUSE_S)
     digest = event_hash(event)
+    if connection.vendor == "postgresql" and not event.finalizes:
+        for _ in range(OPTIMISTIC_TRIES):
+            result = _accept_unlocked(tenant, event, digest)
+            if result is not None:
+                return result
     try:
         return _accept(tenant, event, digest)
     except IntegrityError:
         # A concurrent request created the same trace or event first; the retry sees its rows.
         return _accept(tenant, event, digest)
+
+
+def _accept_unlocked(tenant, event: IngestEvent, digest: str) -> AcceptResult | None:
+    """Accept without a lock (PostgreSQL); None when a concurrent request changed the trace first.
+
+    A completion is tried as a new trace first, with no read: clients send it first (`capture_and_send` does), so
+    it usually opens its trace, in one round trip.
+    """
+    accepted = AcceptResult(trace_id=event.trace_id, status=TraceStatus.OPEN, duplicate=False)
+    if event.event_type == "completion" and _create(tenant, event, digest):
+        return accepted
+    snapshot = pg_accept.trace_snapshot(tenant_id=tenant.pk, trace_id=event.trace_id, digest=digest)
+    if snapshot is None:
+        return accepted if _create(tenant, event, digest) else None
+    if snapshot.duplicate:
+        return AcceptResult(trace_id=event.trace_id, status=snapshot.status, duplicate=True)
+    _check_open(event.trace_id, snapshot.status, snapshot.finalized)
+    written = pg_accept.trace_update_with_event(snapshot=snapshot, changes=_summary(snapshot, event),
+                                                event=_event_row(event, digest))
+    return accepted if written else None
+
+
+def _create(tenant, event: IngestEvent, digest: str) -> bool:
+    trace = Trace(tenant=tenant, trace_id=event.trace_id, **_summary(None, event))
+    return pg_accept.trace_create_with_event(trace=trace, event=_event_row(event, digest))
+
+
+def _event_row(event: IngestEvent, digest: str) -> TraceEvent:
+    return TraceEvent(event_type=event.event_type, event_hash=digest, granularity=event.granularity or "",
+                      payload=event.payload)
 
 
 def _accept(tenant, event: IngestEvent, digest: str) -> AcceptResult:
@@ -69,28 +114,33 @@ def _accept(tenant, event: IngestEvent, digest: str) -> AcceptResult:
         trace = (Trace.objects.select_for_update(of=("self",)).filter(tenant=tenant, trace_id=event.trace_id)
                  .annotate(duplicate=duplicate).first())
         if trace is not None and trace.duplicate:
-            return AcceptResult(trace=trace, duplicate=True)
-        if trace is not None and trace.finalized_at is not None:
-            raise TraceFinished(f"trace '{trace.trace_id}' is {trace.status} and accepts no more events")
-        if trace is not None and trace.status == TraceStatus.EXPIRED:
-            raise TraceFinished(f"trace '{trace.trace_id}' expired: it was not finalized within TRACE_OPEN_TTL_S "
-                                f"({settings.TRACE_OPEN_TTL_S} s); send its events under a new trace id")
+            return AcceptResult(trace_id=trace.trace_id, status=trace.status, duplicate=True)
+        if trace is not None:
+            _check_open(trace.trace_id, trace.status, trace.finalized_at is not None)
         summary = _summary(trace, event)
         if trace is None:
             trace = Trace.objects.create(tenant=tenant, trace_id=event.trace_id, **summary)
         else:  # also when nothing else changes: `updated` dates the last event, for TRACE_OPEN_TTL_S
             Trace.objects.filter(pk=trace.pk).update(**summary, updated=timezone.now())
-        TraceEvent.objects.create(
-            trace=trace, event_type=event.event_type, event_hash=digest,
-            granularity=event.granularity or "", payload=event.payload,
-        )
+        row = _event_row(event, digest)
+        row.trace = trace
+        row.save()
         if event.finalizes:
             trace_start_run(trace=trace)
-            trace.refresh_from_db()
-    return AcceptResult(trace=trace, duplicate=False)
+            trace.refresh_from_db(fields=["status"])
+    return AcceptResult(trace_id=trace.trace_id, status=trace.status, duplicate=False)
 
 
-def _summary(trace: Trace | None, event: IngestEvent) -> dict:
+def _check_open(trace_id: str, status: str, finalized: bool) -> None:
+    """Raise `TraceFinished` unless the trace still takes events."""
+    if finalized:
+        raise TraceFinished(f"trace '{trace_id}' is {status} and accepts no more events")
+    if status == TraceStatus.EXPIRED:
+        raise TraceFinished(f"trace '{trace_id}' expired: it was not finalized within TRACE_OPEN_TTL_S "
+                            f"({settings.TRACE_OPEN_TTL_S} s); send its events under a new trace id")
+
+
+def _summary(trace: Trace | pg_accept.TraceSnapshot | None, event: IngestEvent) -> dict:
     """The trace fields this event changes, after checking it against what the trace received before."""
     token_count = trace.token_count if trace else None
     layers = list(trace.layers) if trace else []

@@ -6,7 +6,7 @@
 # The command fails if either run fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh dev,model
+bash scripts/setup.sh dev,model,s3
 bash scripts/services.sh
 # The browser tests drive Debian's chromium with Playwright (which cannot download a browser of its own here).
 if ! command -v chromium >/dev/null 2>&1; then

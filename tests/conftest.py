@@ -2,11 +2,26 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("DEV_MODE", "1")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def graph_root(tmp_path_factory) -> Path:
+    """Where the tests' graph documents go (and the end-to-end workers', through GRAPH_ROOT)."""
+    return tmp_path_factory.mktemp("graphs")
+
+
+@pytest.fixture(autouse=True)
+def _graphs_in_a_test_folder(settings, graph_root):
+    """Graph documents written by a test go to a temporary folder, never the checkout's var/graphs."""
+    from hypergraph_site.storage import local_storage
+
+    settings.STORAGES = {**settings.STORAGES, "graphs": local_storage(graph_root)}
 
 
 @pytest.fixture
@@ -65,3 +80,30 @@ def redis_flush():
     client.flushdb()
     yield client
     client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server mode on 127.0.0.1 (tests/s3_server.py), for the whole session."""
+    from tests.s3_server import s3_server as start
+
+    with start() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server, settings, monkeypatch):
+    """This process keeps graphs and artifacts in a fresh bucket of the test S3 server, SSE-KMS under a new key."""
+    from hypergraph_site.storage import s3_storage
+    from tests.s3_server import ACCESS, REGION
+
+    for name, value in ACCESS.items():
+        monkeypatch.setenv(name, value)
+    s3_server.start()
+    bucket = s3_server.new_bucket()
+    store = s3_storage(bucket=bucket.name, region=REGION, endpoint_url=s3_server.url, kms_key_id=bucket.kms_key)
+    settings.STORAGE_BACKEND = settings.ARTIFACT_BACKEND = "s3"
+    settings.S3_BUCKET, settings.S3_PREFIX, settings.S3_KMS_KEY_ID = bucket.name, "hypergraph", bucket.kms_key
+    settings.STORAGES = {**settings.STORAGES, "graphs": store, "artifacts": store}
+    yield bucket
+    s3_server.start()  # a test that stopped it leaves it running for the next

@@ -31,7 +31,7 @@ class TenantApiKeyScheme(OpenApiAuthenticationExtension):
             {"type": "apiKey", "in": "header", "name": "Authorization",
              "description": "`Authorization: Api-Key <key>` (the value includes the `Api-Key ` prefix). Keys are "
                             "made by `manage.py create_tenant` and carry scopes: `traces:write` for `/ingest`, "
-                            "`traces:read` for `/v1/...`."},
+                            "`traces:read` for reading `/v1/...`, `traces:delete` for deleting a trace."},
             {"type": "apiKey", "in": "header", "name": "X-API-Key",
              "description": "`X-API-Key: <key>`, the same key without a prefix."},
         ]

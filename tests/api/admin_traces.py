@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 import hif
+from explainer.graph_documents import graph_store
 from explainer.models import DeadLetter, Explanation, StaffTenant, Tenant, Trace, TraceEvent
 
 TIMINGS = {"load": 0.01, "sae_decode": 0.5, "attribute": 0.3, "build": 0.02, "persist": 0.01}
@@ -47,9 +48,10 @@ def complete_trace(tenant: Tenant, trace_id: str, *, model_name: str = "sample-m
     payload = {"model": model_name, "prompt": "Explain.", "text": "".join(TOKENS), "tokens": TOKENS}
     TraceEvent.objects.create(trace=trace, event_type="completion", payload=payload,
                               event_hash=hashlib.sha256(trace_id.encode()).hexdigest())
-    document = document or small_document()
-    Explanation.objects.create(trace=trace, document=document, size_bytes=len(hif.dumps_canonical(document)),
-                               node_count=len(document["nodes"]), incidence_count=len(document["incidences"]))
+    stored = graph_store(trace=trace, document=document or small_document())
+    Explanation.objects.create(trace=trace, object_key=stored.key, content_sha256=stored.sha256, meta=stored.meta,
+                               size_bytes=stored.size_bytes, node_count=stored.node_count,
+                               incidence_count=stored.incidence_count)
     return trace
 
 

@@ -11,6 +11,7 @@ from django.urls import reverse
 from rest_framework_api_key.models import APIKey
 
 import hif
+from explainer.graph_documents import graph_load
 from explainer.models import DeadLetter, Explanation, Trace, TraceEvent
 from sae.config import dictionary_layer_folder
 from sae.labeling import CONTEXTS_FILE
@@ -138,7 +139,7 @@ def test_downloads_are_valid_documents_as_attachments(root, trace, fmt, schema):
     document = json.loads(response.content)
     assert hif.validate_hif(document, schema=schema) == []
     if fmt == "hif-1":
-        assert document == Explanation.objects.get(trace=trace).document
+        assert document == graph_load(explanation=Explanation.objects.get(trace=trace))
 
 
 def test_download_refuses_unknown_formats_and_traces_without_graphs(root, trace, alice):
@@ -157,7 +158,7 @@ def test_graph_page_points_the_drawing_at_its_document(root, trace):
     assert 'name="min_weight"' in page and 'name="q"' in page
     assert "dictionary <strong>sample</strong>" in page and "<strong>8</strong> nodes" in page
     assert "explainer/graph/page.js" in page
-    assert json.loads(root.get(document_url).content) == Explanation.objects.get(trace=trace).document
+    assert json.loads(root.get(document_url).content) == graph_load(explanation=Explanation.objects.get(trace=trace))
 
 
 def test_dead_letters_keep_their_rerun_action(client, django_user_model, alice):

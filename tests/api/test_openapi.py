@@ -4,6 +4,7 @@ of the live server, for every status an operation documents, that match what it 
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import shutil
 
@@ -50,7 +51,7 @@ def test_the_schema_is_valid_openapi_3_1(spec):
     validate(spec)
     assert {(path, method) for path, method, _ in operations(spec)} == {
         ("/ingest", "post"), ("/v1/traces", "get"), ("/v1/traces/{trace_id}", "get"),
-        ("/v1/traces/{trace_id}/graph", "get"), ("/v1/dictionaries", "get"),
+        ("/v1/traces/{trace_id}", "delete"), ("/v1/traces/{trace_id}/graph", "get"), ("/v1/dictionaries", "get"),
         ("/healthz", "get"), ("/readyz", "get"), ("/metrics", "get")}
 
 
@@ -233,10 +234,12 @@ def test_every_ingest_answer_matches_the_schema(observe, alice, charlie, redis_f
 
 
 def test_every_trace_dictionary_and_health_answer_matches_the_schema(observe, alice, bob, write_only_key,
-                                                                     sample_dictionary, redis_flush):
+                                                                     sample_dictionary, redis_flush, graph_root):
+    from explainer.services import api_key_create
     from hypergraph_site.api import broker
 
     tenant, key = alice
+    _, deleter_key = api_key_create(tenant=tenant, scopes=[Scope.TRACES_DELETE])
     complete_trace(tenant, "done")
     failed_trace(tenant, "broken")
     Trace.objects.create(tenant=tenant, trace_id="open-one", model_name="m")
@@ -270,6 +273,15 @@ def test_every_trace_dictionary_and_health_answer_matches_the_schema(observe, al
     observe(*graph, "/v1/traces/broken/graph", key=key, expect=409)
     observe(*graph, "/v1/traces/done/graph", expect=401)
     observe(*graph, "/v1/traces/done/graph", key=write_only_key, expect=403)
+    tampered = complete_trace(tenant, "tampered")
+    (graph_root / tampered.explanation.object_key).write_bytes(gzip.compress(b'{"nodes": [], "incidences": []}'))
+    observe(*graph, "/v1/traces/tampered/graph", key=key, expect=500)
+
+    delete = ("delete", "/v1/traces/{trace_id}")
+    observe(*delete, "/v1/traces/tampered", expect=401)
+    observe(*delete, "/v1/traces/tampered", key=key, expect=403)  # read and write, not delete
+    observe(*delete, "/v1/traces/tampered", key=deleter_key, expect=204)
+    observe(*delete, "/v1/traces/tampered", key=deleter_key, expect=404)
 
     dictionaries = ("get", "/v1/dictionaries")
     listed = observe(*dictionaries, "/v1/dictionaries", key=key, expect=200)

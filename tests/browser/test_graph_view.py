@@ -13,6 +13,7 @@ import pytest
 from django.urls import reverse
 
 import hif
+from explainer.graph_documents import graph_load
 from explainer.models import StaffTenant, Tenant, Trace
 from hypergraph_site.demo.samples import sample_events
 
@@ -36,7 +37,7 @@ def explain(http) -> dict:
         assert status == 202, body
     summary = http.wait_terminal(TRACE_ID)
     assert summary["status"] == "complete", summary["error"]
-    return Trace.objects.get(trace_id=TRACE_ID).explanation.document
+    return graph_load(explanation=Trace.objects.get(trace_id=TRACE_ID).explanation)
 
 
 def log_in(page, base_url: str, django_user_model) -> None:

@@ -38,7 +38,7 @@ def e2e_dirs(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="package")
-def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs):
+def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs, graph_root):
     """A separate worker process (threads pool, both queues) explaining traces over the real Redis broker.
 
     Package-scoped: it stops when the end-to-end tests are done, so it never consumes other tests' broker messages.
@@ -54,6 +54,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs):
         "DICT_ROOT": str(e2e_dirs["dict_root"]),
         "DICT_NAME": "sample",
         "ARTIFACT_ROOT": str(e2e_dirs["artifacts"]),
+        "GRAPH_ROOT": str(graph_root),
         "DEV_MODE": "1",
         "TASK_RETRY_WINDOW_S": "5",
         # Traces of other models fall back to the unembedding reading: the shadow's residuals do not match theirs.

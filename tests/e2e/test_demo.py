@@ -93,6 +93,7 @@ def test_demo_explains_every_sample_stops_every_child_on_a_signal_and_reruns_wit
         "DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}",
         "DICT_ROOT": str(tmp_path / "dicts"),
         "ARTIFACT_ROOT": str(tmp_path / "artifacts"),
+        "GRAPH_ROOT": str(tmp_path / "graphs"),
         # Nothing answers here, so the demo starts a redis-server of its own: it must stop with the rest.
         "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
     }

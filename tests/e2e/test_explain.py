@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import hif
+from explainer.graph_documents import graph_load
 from explainer.models import Explanation, Trace
 from hypergraph_site.demo.samples import LAYER, make_dictionary, sample_events
 from ingest.client import IngestError
@@ -58,7 +59,7 @@ def test_sample_trace_is_explained_end_to_end(http, trace_id):
     assert all(inc["metadata"]["window"].startswith(("sent-", "tok-")) for inc in doc["incidences"])
 
     stored = Trace.objects.get(trace_id=trace_id).explanation
-    assert stored.document == doc and stored.node_count == len(doc["nodes"])
+    assert graph_load(explanation=stored) == doc and stored.node_count == len(doc["nodes"])
 
     for fmt, schema in (("hif-standard", "hif-standard"), ("neuronpedia", "neuronpedia")):
         status, exported = http.get(f"/v1/traces/{trace_id}/graph?format={fmt}")

@@ -5,8 +5,11 @@ speaks SQL to the explainer's tables directly.
 """
 from __future__ import annotations
 
+import gzip
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 
@@ -44,8 +47,9 @@ class Drain:
 
 
 class Ledger:
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, graph_root: Path) -> None:
         self.db_url = db_url
+        self.graph_root = graph_root
 
     def _query(self, sql: str, params: tuple = (), attempts: int = 20) -> list[tuple]:
         """One autocommit query; retried for a few seconds when the server is (re)starting."""
@@ -86,17 +90,13 @@ class Ledger:
 
     def duplicates(self, trace_ids: list[str]) -> list[str]:
         """Every way a trace was explained more than once: explanation rows, a rewritten explanation, a document
-        whose node or incidence ids repeat (two runs' output merged)."""
+        whose node or incidence ids repeat (two runs' output merged; documents read from `graph_root`)."""
         problems = []
-        for trace_id, explanations, rewritten, node_ids, distinct_nodes, inc_ids, distinct_incs in self._query(
+        for trace_id, explanations, rewritten, keys in self._query(
             """
             SELECT t.trace_id, count(e.id),
                    coalesce(bool_or(e.updated - e.created > interval '1 second'), false),
-                   coalesce(sum(jsonb_array_length(e.document->'nodes')), 0),
-                   coalesce(sum((SELECT count(DISTINCT n->>'id') FROM jsonb_array_elements(e.document->'nodes') n)), 0),
-                   coalesce(sum(jsonb_array_length(e.document->'incidences')), 0),
-                   coalesce(sum((SELECT count(DISTINCT i->>'id')
-                                 FROM jsonb_array_elements(e.document->'incidences') i)), 0)
+                   array_remove(array_agg(e.object_key), NULL)
             FROM explainer_trace t LEFT JOIN explainer_explanation e ON e.trace_id = t.id
             WHERE t.trace_id = ANY(%s) AND t.status = 'complete'
             GROUP BY t.trace_id
@@ -105,9 +105,14 @@ class Ledger:
                 problems.append(f"{trace_id}: {explanations} explanations")
             if rewritten:
                 problems.append(f"{trace_id}: explanation written again after it was created")
-            if node_ids != distinct_nodes or inc_ids != distinct_incs:
-                problems.append(f"{trace_id}: repeated ids in the graph ({node_ids} nodes, {distinct_nodes} "
-                                f"distinct; {inc_ids} incidences, {distinct_incs} distinct)")
+            for key in keys:
+                document = json.loads(gzip.decompress((self.graph_root / key).read_bytes()))
+                node_ids = [n["id"] for n in document["nodes"]]
+                inc_ids = [i["id"] for i in document["incidences"]]
+                if len(set(node_ids)) != len(node_ids) or len(set(inc_ids)) != len(inc_ids):
+                    problems.append(f"{trace_id}: repeated ids in the graph ({len(node_ids)} nodes, "
+                                    f"{len(set(node_ids))} distinct; {len(inc_ids)} incidences, "
+                                    f"{len(set(inc_ids))} distinct)")
         return problems
 
     def event_types(self, trace_id: str) -> list[str]:

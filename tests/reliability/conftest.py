@@ -64,6 +64,7 @@ def world_servers():
             "DICT_ROOT": str(dict_root),
             "DICT_NAME": "sample",
             "ARTIFACT_ROOT": str(workdir / "artifacts"),
+            "GRAPH_ROOT": str(workdir / "graphs"),
             "DEV_MODE": "1",
             "PYTHONUNBUFFERED": "1",
             "HF_HUB_OFFLINE": "1",
@@ -75,7 +76,7 @@ def world_servers():
             port = free_port()
             stack.start_web(port, workers=2)
             yield World(pg=pg, redis=redis_server, stack=stack, db_url=db_url, web_port=port, key=key,
-                        dict_root=dict_root)
+                        dict_root=dict_root, graph_root=workdir / "graphs")
         finally:
             stack.stop_all()
     shutil.rmtree(workdir, ignore_errors=True)

@@ -33,6 +33,7 @@ class World:
     web_port: int
     key: str
     dict_root: Path
+    graph_root: Path
     workers: list = field(default_factory=list)  # (process, log) of the workers the current test started
 
     @property
@@ -40,7 +41,7 @@ class World:
         return Http(self.web_port, self.key)
 
     def ledger(self) -> Ledger:
-        return Ledger(self.db_url)
+        return Ledger(self.db_url, self.graph_root)
 
     def start_worker(self, concurrency: int = 2, env: dict[str, str] | None = None):
         """A prefork worker (parent + `concurrency` children), ready; killed at the end of the test."""

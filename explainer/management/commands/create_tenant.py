@@ -10,8 +10,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("slug")
         parser.add_argument("--name", default="")
-        parser.add_argument("--scopes", default=",".join(Scope.values),
-                            help=f"comma-separated, from {Scope.values} (default: both)")
+        parser.add_argument("--scopes", default=f"{Scope.TRACES_WRITE},{Scope.TRACES_READ}",
+                            help=f"comma-separated, from {Scope.values} (default: write and read; "
+                                 f"{Scope.TRACES_DELETE} only when asked for)")
 
     def handle(self, *args, slug: str, name: str, scopes: str, **options):
         wanted = [s.strip() for s in scopes.split(",") if s.strip()]

@@ -78,13 +78,18 @@ def test_leave_one_out_round_is_exact():
         assert unit.loo[u] == pytest.approx(np.mean(drops), rel=1e-4, abs=1e-5)
 
 
-def test_group_tests_match_direct_ablation():
-    """δ_f(R) from the sparse evaluator equals the drop computed from the definition for drawn pairs and triples."""
+@pytest.mark.parametrize("tables", [True, False], ids=["dense", "sparse"])
+def test_group_tests_match_direct_ablation(tables, monkeypatch):
+    """δ_f(R) from either evaluator (dense tables for short windows, sparse occurrences for long ones) equals the
+    drop computed from the definition for drawn pairs and triples."""
+    if not tables:
+        monkeypatch.setattr("attribution.acdc.DENSE_EFFECTS_LIMIT", 0)
     lf = make_layer(T=4, k=5, d=16, seed=7)
     un, tokens = make_unembedding(d=16), [0, 1, 2, 3]
     unit = _window(lf, un, tokens, (0, 4), max_samples=1, delta=0.0)
+    assert (unit.dense is not None) == tables
     for size in (2, 3):
-        members = unit._draw_groups(np.arange(unit.n_features), size)
+        members = unit._draw_groups(np.arange(unit.n_features), np.full(unit.n_features, size))
         effects = unit._anchor_effects(members)
         assert (members[:, 1] >= 0).all()
         for row, effect in zip(members, effects):
@@ -101,7 +106,7 @@ def test_group_tests_match_direct_ablation():
 def test_partners_are_drawn_from_features_firing_at_the_same_position():
     lf = make_layer(T=6, k=3, d=16, d_sae=60, seed=2)
     unit = _window(lf, None, None, (0, 6), max_samples=1, delta=0.0)
-    members = unit._draw_groups(np.repeat(np.arange(unit.n_features), 20), 3)
+    members = unit._draw_groups(np.repeat(np.arange(unit.n_features), 20), np.full(20 * unit.n_features, 3))
     fires = {int(f): set(np.flatnonzero((lf.indices == f).any(axis=1))) for f in unit.feature_ids}
     for row in members:
         anchor = int(unit.feature_ids[row[0]])
@@ -109,6 +114,38 @@ def test_partners_are_drawn_from_features_firing_at_the_same_position():
         assert len(set(partners)) == len(partners) and anchor not in partners
         shared = set.intersection(fires[anchor], *(fires[p] for p in partners)) if partners else fires[anchor]
         assert shared  # all members fire together at some position
+
+
+@pytest.mark.parametrize("unembedded", [True, False], ids=["logit", "cosine"])
+def test_dense_and_sparse_evaluators_agree(unembedded, monkeypatch):
+    lf = make_layer(T=6, k=5, d=16, d_sae=30, seed=5)
+    un, tokens = (make_unembedding(d=16), [0, 1, 2, 3, 4, 0]) if unembedded else (None, None)
+    unit = _window(lf, un, tokens, (0, 6), max_samples=1, delta=0.0)
+    u = unit.n_features
+    members = unit._draw_groups(np.tile(np.arange(u), 3), np.repeat([2, 3, 3], u))
+    np.testing.assert_allclose(unit._dense_effects(members), unit._sparse_effects(members), rtol=1e-9, atol=1e-12)
+
+
+def test_one_draw_mixes_pairs_and_triples_row_by_row():
+    """A multi-round step draws pairs and triples together: a pair row never gets a third member."""
+    lf = make_layer(T=6, k=5, d=16, d_sae=40, seed=3)
+    unit = _window(lf, None, None, (0, 6), max_samples=1, delta=0.0)
+    u = unit.n_features
+    sizes = np.repeat([2, 3, 2, 3], u)
+    members = unit._draw_groups(np.tile(np.arange(u), 4), sizes)
+    assert (members[sizes == 2, 2] == -1).all()
+    assert (members[:, 1] >= 0).all() and (members[sizes == 3, 2] >= 0).any()
+
+
+def test_small_windows_run_several_rounds_per_step_and_count_each_test():
+    lf = make_layer(T=6, k=4, d=16, seed=1)
+    unit = _window(lf, make_unembedding(d=16), [0] * 6, (0, 6), max_samples=512, delta=0.0)
+    assert unit.round == 1
+    unit.step(Deadline(1e9))
+    rounds = unit.round - 1
+    assert rounds > 1  # several sampled rounds in one step
+    assert unit.count.sum(axis=0).tolist() == [rounds] * unit.n_features  # one test per feature per round
+    assert unit.count[0].sum() == unit.n_features * ((rounds + 1) // 2)  # pairs in rounds 1, 3, ...
 
 
 def test_stops_early_when_standard_error_is_small():
@@ -126,5 +163,5 @@ def test_sorted_key_lookup_for_long_windows_matches_the_table(monkeypatch):
     monkeypatch.setattr("attribution.acdc.DENSE_LOOKUP_LIMIT", 0)
     keyed = _window(lf, un, tokens, (0, 6), max_samples=1, delta=0.0)
     assert table.slot_table is not None and keyed.slot_table is None
-    members = table._draw_groups(np.arange(table.n_features), 3)
+    members = table._draw_groups(np.arange(table.n_features), np.full(table.n_features, 3))
     np.testing.assert_allclose(keyed._anchor_effects(members), table._anchor_effects(members), rtol=1e-12)

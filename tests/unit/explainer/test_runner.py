@@ -29,8 +29,8 @@ def quick_backoff(monkeypatch):
     monkeypatch.setattr(runner, "BACKOFF_FIRST_S", 0.01)
 
 
-def run(trace, work, stage=Stage.LOAD) -> Trace:
-    runner.run_stage(stage, trace.pk, str(trace.run_id), work)
+def run(trace, work, stage=Stage.LOAD, runs_here=lambda stage: False) -> Trace:
+    runner.run_chain(stage, trace.pk, str(trace.run_id), {stage: work}, finish=None, runs_here=runs_here)
     return Trace.objects.get(pk=trace.pk)
 
 
@@ -39,6 +39,34 @@ def test_success_advances_and_publishes_the_next_stage(trace, redis_flush):
     assert (after.status, after.stage, after.lease_owner) == (TraceStatus.RUNNING, Stage.SAE_DECODE, "")
     assert "load" in after.timings
     assert redis_flush.llen("gpu") == 1  # SAE decode goes to the gpu queue
+
+
+def test_stages_this_worker_takes_run_in_the_same_task_until_one_it_does_not(trace, redis_flush):
+    seen = []
+    works = {stage: (lambda t, stage=stage: seen.append((stage, t.lease_owner))) for stage in Stage}
+    runner.run_chain(Stage.LOAD, trace.pk, str(trace.run_id), works, finish=None,
+                     runs_here=lambda stage: stage != Stage.BUILD)
+    after = Trace.objects.get(pk=trace.pk)
+    assert [stage for stage, _ in seen] == [Stage.LOAD, Stage.SAE_DECODE, Stage.ATTRIBUTE]
+    assert (after.stage, after.lease_owner, after.attempts) == (Stage.BUILD, "", 0)
+    assert set(after.timings) == {"load", "sae_decode", "attribute"}
+    assert (redis_flush.llen("gpu"), redis_flush.llen("default")) == (0, 1)  # only build was published
+
+
+def test_the_last_stage_finishes_the_run(trace):
+    Trace.objects.filter(pk=trace.pk).update(stage=Stage.PERSIST)
+    finished = []
+    runner.run_chain(Stage.PERSIST, trace.pk, str(trace.run_id), {Stage.PERSIST: lambda t: "doc"},
+                     finish=lambda t, owner, output, seconds: finished.append((output, owner == t.lease_owner)))
+    assert finished == [("doc", True)]  # the holder finishes, with the output of the last stage
+
+
+def test_which_stages_a_worker_runs_itself(settings):
+    takes = runner.takes_queue_of(frozenset({"default"}))
+    assert takes(Stage.BUILD) and not takes(Stage.SAE_DECODE)  # SAE decode is routed to the gpu queue
+    assert runner.takes_queue_of(frozenset({"default", "gpu"}))(Stage.SAE_DECODE)
+    settings.STAGE_INLINE = False
+    assert not takes(Stage.BUILD)
 
 
 def test_a_memory_error_fails_only_this_trace(trace):

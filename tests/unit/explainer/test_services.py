@@ -10,6 +10,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from explainer import services
+from explainer.graph_documents import StoredGraph
 from explainer.models import DeadLetter, Stage, Trace, TraceStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -56,12 +57,25 @@ def test_claims_of_another_stage_or_a_superseded_run_fail(trace):
 def test_advance_hands_the_next_stage_over_and_records_the_time(trace):
     assert claim(trace)
     assert not services.trace_advance(trace_pk=trace.pk, run_id=trace.run_id, stage=Stage.LOAD, owner="x" * 32,
-                                      seconds=1.0)
+                                      timings={"load": 1.0})
     assert services.trace_advance(trace_pk=trace.pk, run_id=trace.run_id, stage=Stage.LOAD, owner="a" * 32,
-                                  seconds=1.25)
+                                  timings={"load": 1.25})
     trace.refresh_from_db()
     assert (trace.stage, trace.lease_owner, trace.attempts) == (Stage.SAE_DECODE, "", 0)
     assert trace.timings == {"load": 1.25}
+    assert not claim(trace, owner="b" * 32, stage=Stage.LOAD)  # the run moved on
+
+
+def test_advance_keeping_the_lease_is_a_claim_of_the_next_stage(trace):
+    assert claim(trace)
+    assert services.trace_advance(trace_pk=trace.pk, run_id=trace.run_id, stage=Stage.LOAD, owner="a" * 32,
+                                  timings={"load": 1.0}, keep=True)
+    trace.refresh_from_db()
+    assert (trace.status, trace.stage, trace.lease_owner, trace.attempts) == \
+        (TraceStatus.RUNNING, Stage.SAE_DECODE, "a" * 32, 1)
+    assert not claim(trace, owner="b" * 32, stage=Stage.SAE_DECODE)  # held, as after a claim
+    expire(trace)
+    assert claim(trace, owner="b" * 32, stage=Stage.SAE_DECODE)  # and taken over once it expires
 
 
 def test_renewing_fails_once_the_lease_was_taken_over(trace):
@@ -89,13 +103,15 @@ def test_fail_records_one_dead_letter(trace):
 def test_complete_upserts_one_explanation_only_for_the_holder(trace):
     Trace.objects.filter(pk=trace.pk).update(stage=Stage.PERSIST)
     assert claim(trace, stage=Stage.PERSIST)
-    doc = {"nodes": [{"id": "a"}], "incidences": []}
-    kwargs = {"trace_pk": trace.pk, "run_id": trace.run_id, "document": doc, "size_bytes": 3, "seconds": 0.5}
+    graph = StoredGraph(key="k.hif.json.gz", sha256="0" * 64, size_bytes=3, node_count=1, incidence_count=0,
+                        meta={"version": "hif-1"})
+    kwargs = {"trace_pk": trace.pk, "run_id": trace.run_id, "graph": graph, "timings": {"persist": 0.5}}
     assert not services.trace_complete(owner="x" * 32, **kwargs)
     assert services.trace_complete(owner="a" * 32, **kwargs)
     assert not services.trace_complete(owner="a" * 32, **kwargs)
     trace.refresh_from_db()
     assert trace.status == TraceStatus.COMPLETE and trace.explanation.node_count == 1
+    assert (trace.explanation.object_key, trace.explanation.meta) == ("k.hif.json.gz", {"version": "hif-1"})
     assert trace.timings == {"persist": 0.5}
 
 

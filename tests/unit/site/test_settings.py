@@ -42,3 +42,12 @@ def test_the_env_file_the_setup_writes_lets_commands_run_without_variables(tmp_p
     again = subprocess.run(["bash", str(ROOT / "scripts" / "write_env.sh"), str(target)], capture_output=True,
                            text=True, timeout=60)
     assert again.returncode == 0 and dict(line.split("=", 1) for line in target.read_text().splitlines()) == lines
+
+
+def test_storage_settings_are_checked_at_start():
+    unknown = manage("check", DEV_MODE="1", STORAGE_BACKEND="gcs")
+    assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
+    assert "STORAGE_BACKEND='gcs' is not valid; choose one of ('local', 's3')" in unknown.stderr
+    no_bucket = manage("check", DEV_MODE="1", ARTIFACT_BACKEND="s3", S3_BUCKET="")
+    assert no_bucket.returncode != 0 and "S3_BUCKET is not set" in no_bucket.stderr
+    assert manage("check", DEV_MODE="1", STORAGE_BACKEND="s3", S3_BUCKET="graphs").returncode == 0

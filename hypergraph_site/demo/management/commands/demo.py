@@ -9,9 +9,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.urls import reverse
 
-from explainer.artifacts import ArtifactStore
 from explainer.models import ApiKey, Scope, Tenant, TraceStatus
-from explainer.services import api_key_create, tenant_create
+from explainer.services import api_key_create, tenant_create, traces_delete
 from hypergraph_site.demo import processes
 from hypergraph_site.demo.samples import SAMPLE_TRACES, write_sample
 
@@ -79,10 +78,7 @@ def sample_traces_sort(tenant: Tenant, *, fresh: bool) -> tuple[list[str], list[
     re-sending its events would only be acknowledged."""
     traces = tenant.traces.filter(trace_id__in=SAMPLE_IDS)
     doomed = traces if fresh else traces.filter(status__in=DEAD_ENDS)
-    store = ArtifactStore(settings.ARTIFACT_ROOT)
-    for pk in doomed.values_list("pk", flat=True):
-        store.delete(pk)
-    doomed.delete()
+    traces_delete(trace_pks=doomed.values_list("pk", flat=True))
     complete = set(traces.filter(status=TraceStatus.COMPLETE).values_list("trace_id", flat=True))
     return [t for t in SAMPLE_IDS if t in complete], [t for t in SAMPLE_IDS if t not in complete]
 

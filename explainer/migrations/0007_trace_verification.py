@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('explainer', '0004_staff_tenant'),
+        ('explainer', '0006_storage'),
     ]
 
     operations = [
