@@ -219,7 +219,8 @@ def mismatch(shadow: ShadowModel, inputs: ModelInputs, layers: Sequence[LayerFea
     for lf in layers:
         own = states[lf.layer]
         if own.shape != lf.acts.shape:
-            return f"layer {lf.layer}: shadow model {shadow.name} gives width {own.shape[1]}, the trace {lf.acts.shape[1]}"
+            return (f"layer {lf.layer}: shadow model {shadow.name} gives residuals of shape {own.shape}, the trace "
+                    f"{lf.acts.shape}")
         captured = np.asarray(lf.acts, dtype=np.float64)
         error = np.linalg.norm(own - captured) / max(np.linalg.norm(captured), 1e-12)
         if error > tolerance:
