@@ -28,11 +28,12 @@ _loaded: dict[str, "Shadow"] = {}
 
 @dataclass(frozen=True)
 class Shadow:
-    """The loaded model with its tokenizer (None if the folder has none) and vocabulary size."""
+    """The loaded model with its tokenizer (None if the folder has none), vocabulary size and context length."""
 
     model: "attribution.TorchShadow"
     tokenizer: object | None
     vocab_size: int
+    max_positions: int | None  # the longest sequence the model takes, when its config says
 
 
 def shadow_model() -> Shadow | None:
@@ -61,13 +62,18 @@ def _load(path: str) -> Shadow:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError):
         tokenizer = None
-    return Shadow(model=model, tokenizer=tokenizer, vocab_size=int(model.lm.config.vocab_size))
+    config = model.lm.config
+    positions = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    return Shadow(model=model, tokenizer=tokenizer, vocab_size=int(config.vocab_size),
+                  max_positions=int(positions) if positions else None)
 
 
 def shadow_inputs(shadow: Shadow, *, completion: Completion,
                   layers: list["attribution.LayerFeatures"]) -> tuple["attribution.ModelInputs | None", str | None]:
     """The shadow pass's ids for a trace's `layers`, or None and why the shadow model cannot explain it."""
     count = layers[0].n_positions
+    if shadow.max_positions is not None and count > shadow.max_positions:
+        return None, f"the trace's {count} positions exceed the shadow model's context of {shadow.max_positions}"
     ids = completion.token_ids if completion.token_ids and len(completion.token_ids) == count + 1 else None
     if ids is None:
         ids = _retokenized(shadow, completion, count)

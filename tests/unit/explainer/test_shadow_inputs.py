@@ -57,3 +57,10 @@ def test_a_trace_the_shadow_did_not_produce_keeps_the_unembedding_reading_and_sa
     assert inputs is None and "not the model that produced the trace" in why_not
     inputs, why_not = shadow_inputs(shadow, completion=Completion(text="mitosis"), layers=captured(shadow, ids))
     assert inputs is None and "tokenizer does not give" in why_not
+
+
+def test_a_trace_longer_than_the_shadow_context_keeps_the_unembedding_reading(shadow):
+    long = [LayerFeatures(1, np.zeros((65, WIDTH), np.float32), np.zeros((65, 1), np.int64),
+                          np.zeros((65, 1), np.float32), np.zeros((1, WIDTH), np.float32), np.zeros(WIDTH, np.float32))]
+    inputs, why_not = shadow_inputs(shadow, completion=Completion(text=TEXT, token_ids=[1] * 66), layers=long)
+    assert inputs is None and "exceed the shadow model's context of 64" in why_not
