@@ -100,29 +100,32 @@ class AcdcWindow:
         # Cumulative activation mass over (position, slot) in row-major order, for drawing partners by bisection.
         self.act_cum = np.cumsum(t.act.ravel())
         self.row_start = np.concatenate([[0.0], self.act_cum[t.act.shape[1] - 1::t.act.shape[1]]])
+        self.act_flat, self.local_flat = t.act.ravel(), self.local.ravel()
         self.dense = self._dense_tables() if (u + 1) ** 2 * active.shape[0] <= DENSE_EFFECTS_LIMIT else None
 
-    def _dense_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Each feature's terms laid out by window position: alpha, beta [u + 1, P] and gram [u + 1, u + 1, P].
+    def _dense_tables(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Each feature's terms laid out by window position: alpha [u + 1, P]; own [u + 1, P] = c_f·c_f − 2 c_f·z_full
+        (what removing f alone adds to the squared norm); cross [(u + 1)², P] = c_f·c_g, flattened so that a pair's
+        row is one index. None for the linear value, which needs neither.
 
         Row u is all zeros and stands for "no member". A feature's entries are zero where it does not fire, so a
-        group test becomes a handful of [B, P] gathers and sums, which for a short window is far cheaper than the
-        sparse evaluation (sorting the members' occurrences by group).
+        group test becomes a handful of [B, P] row gathers and sums, which for a short window is far cheaper than
+        the sparse evaluation (sorting the members' occurrences by group).
         """
         t, u = self.terms, self.n_features
         n_pos = t.act.shape[0]
         p_idx, s_idx = np.nonzero(t.active)
         f = self.local[p_idx, s_idx]
         alpha = np.zeros((u + 1, n_pos))
-        beta = np.zeros((u + 1, n_pos))
         alpha[f, p_idx] = t.alpha[p_idx, s_idx]
-        beta[f, p_idx] = t.beta[p_idx, s_idx]
         if t.linear:
-            return alpha, beta, None
-        gram = np.zeros((u + 1, u + 1, n_pos))
+            return alpha, None, None
+        own = np.zeros((u + 1, n_pos))
+        own[f, p_idx] = t.gram[p_idx, s_idx, s_idx] - 2.0 * t.beta[p_idx, s_idx]
+        cross = np.zeros(((u + 1) * (u + 1), n_pos))
         pp, s1, s2 = np.nonzero(t.active[:, :, None] & t.active[:, None, :])
-        gram[self.local[pp, s1], self.local[pp, s2], pp] = t.gram[pp, s1, s2]
-        return alpha, beta, gram
+        cross[self.local[pp, s1] * (u + 1) + self.local[pp, s2], pp] = t.gram[pp, s1, s2]
+        return alpha, own, cross
 
     # --- sampling -------------------------------------------------------------------------------------------
 
@@ -173,26 +176,32 @@ class AcdcWindow:
         partners = int(sizes.max(initial=1)) - 1
         if partners == 0 or b == 0:
             return members
-        act = self.terms.act
+        k = self.terms.act.shape[1]
         target = self.occ_base[anchors] + self.rng.random(b) * self.occ_mass[anchors]
         occ = np.searchsorted(self.occ_cum, target, side="right")
         occ = np.clip(occ, self.occ_ptr[anchors], self.occ_ptr[anchors + 1] - 1)
-        pos, slot = self.occ_p[occ], self.occ_s[occ]
-        k = act.shape[1]
-        base, end = self.row_start[pos], self.row_start[pos + 1]
-        excluded = slot[:, None]  # [B, e] slots already in each group, kept in increasing order
+        pos = self.occ_p[occ]
+        row = pos * k  # flat index of the position's first slot
+        base, mass = self.row_start[pos], self.row_start[pos + 1] - self.row_start[pos]
+        # The group's slots so far as flat indices, in increasing order; -1 (weight 0) where there is none.
+        low, high = row + self.occ_s[occ], np.full(b, -1)
         for j in range(1, partners + 1):
-            weight = act[pos[:, None], excluded]
-            start = self.act_cum[pos[:, None] * k + excluded] - weight
-            mass = (end - base) - weight.sum(axis=1)
+            low_w, high_w = self._slot_weight(low), self._slot_weight(high)
+            mass = mass - (low_w if j == 1 else last_w)  # the mass left once the group's slots are taken out
             draw = base + self.rng.random(b) * mass
-            for e in range(excluded.shape[1]):  # at most two excluded slots, in increasing order
-                draw = draw + np.where(draw >= start[:, e], weight[:, e], 0.0)
-            picked = np.clip(np.searchsorted(self.act_cum, draw, side="right") - pos * k, 0, k - 1)
-            ok = (mass > 0) & (sizes > j) & ~(picked[:, None] == excluded).any(axis=1)
-            members[:, j] = np.where(ok, self.local[pos, picked], -1)
-            excluded = np.sort(np.column_stack([excluded, picked]), axis=1)
+            draw = draw + np.where(draw >= self.act_cum[low] - low_w, low_w, 0.0)
+            draw = draw + np.where((high >= 0) & (draw >= self.act_cum[high] - high_w), high_w, 0.0)
+            picked = row + np.clip(np.searchsorted(self.act_cum, draw, side="right") - row, 0, k - 1)
+            ok = (mass > 0) & (sizes > j) & (picked != low) & (picked != high)
+            members[:, j] = np.where(ok, self.local_flat[picked], -1)
+            picked = np.where(ok, picked, -1)
+            last_w = self._slot_weight(picked)
+            low, high = np.where(ok & (picked < low), picked, low), np.where(ok & (picked < low), low, picked)
         return members
+
+    def _slot_weight(self, flat: np.ndarray) -> np.ndarray:
+        """Activation at flat slot indices; 0 where the index is -1 (no slot)."""
+        return np.where(flat >= 0, self.act_flat[np.maximum(flat, 0)], 0.0)
 
     def _anchor_effects(self, members: np.ndarray) -> np.ndarray:
         """δ_anchor = v(N ∖ partners) − v(N ∖ (partners ∪ anchor)) for each group, shape [B]."""
@@ -200,15 +209,17 @@ class AcdcWindow:
 
     def _dense_effects(self, members: np.ndarray) -> np.ndarray:
         """`_anchor_effects` from the dense tables: every group at every window position, [B, P] at a time."""
-        t = self.terms
-        alpha, beta, gram = self.dense
+        t, rows = self.terms, self.n_features + 1
+        alpha, own, cross = self.dense
         a, m1, m2 = (np.where(members[:, j] >= 0, members[:, j], self.n_features) for j in range(MEMBERS))
-        num_part = t.num_full - alpha[m1] - alpha[m2]
-        num_all = num_part - alpha[a]
+        num_part = t.num_full - np.take(alpha, m1, axis=0) - np.take(alpha, m2, axis=0)
+        num_all = num_part - np.take(alpha, a, axis=0)
         sq_part = sq_all = None
-        if not t.linear:
-            sq_part = t.sq_full - 2.0 * (beta[m1] + beta[m2]) + gram[m1, m1] + gram[m2, m2] + 2.0 * gram[m1, m2]
-            sq_all = sq_part - 2.0 * beta[a] + gram[a, a] + 2.0 * (gram[a, m1] + gram[a, m2])
+        if own is not None:
+            sq_part = t.sq_full + np.take(own, m1, axis=0) + np.take(own, m2, axis=0) + \
+                2.0 * np.take(cross, m1 * rows + m2, axis=0)
+            sq_all = sq_part + np.take(own, a, axis=0) + \
+                2.0 * (np.take(cross, a * rows + m1, axis=0) + np.take(cross, a * rows + m2, axis=0))
         drop = t.value(num_part.T, None if sq_part is None else sq_part.T) - \
             t.value(num_all.T, None if sq_all is None else sq_all.T)
         return drop.sum(axis=0) / len(self.positions)

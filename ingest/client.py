@@ -142,12 +142,14 @@ def _retry_after(value: str | None) -> float | None:
 
 def capture_and_send(model: Any, tokenizer: Any, prompt: str, *, client: IngestClient, trace_id: str,
                      layers: Sequence[int] | None, max_new_tokens: int = 32, granularity: str = "token",
-                     pipeline: Any = None, model_name: str | None = None) -> dict[str, Any]:
+                     pipeline: Any = None, model_name: str | None = None,
+                     generation: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one prompt with capture on and post completion → activations → finalize.
 
-    Causal LMs generate greedily (`max_new_tokens`) from `input_ids` and `attention_mask` only (a BERT tokenizer's
-    `token_type_ids` would shift a GPT-2's embeddings); encoders (BERT-style, no `generate`) run one forward pass and
-    the "completion" text is the prompt itself. `tokens`/`token_ids` in the completion event cover the whole
+    Causal LMs generate greedily (`max_new_tokens`; `generation` adds `generate` arguments, such as
+    `no_repeat_ngram_size`, or `do_sample` after a `torch.manual_seed`) from `input_ids` and `attention_mask` only
+    (a BERT tokenizer's `token_type_ids` would shift a GPT-2's embeddings); encoders (BERT-style, no `generate`)
+    run one forward pass and the "completion" text is the prompt itself. `tokens`/`token_ids` in the completion event cover the whole
     sequence, so shard token index i is `tokens[i]` (the last generated token has no row: it is never fed back).
     Without `pipeline`, one is built from `CaptureConfig.from_env` with a `RedisStore` (CAPTURE_REDIS_URL) and
     closed afterwards. Returns `{"trace_id", "envelope", "text", "tokens", "responses"}`.
@@ -173,7 +175,8 @@ def capture_and_send(model: Any, tokenizer: Any, prompt: str, *, client: IngestC
             with torch.no_grad():
                 if generative:
                     causal = {key: inputs[key] for key in ("input_ids", "attention_mask") if key in inputs}
-                    sequence = model.generate(**causal, max_new_tokens=max_new_tokens, do_sample=False)[0]
+                    options = {"do_sample": False, **(generation or {})}
+                    sequence = model.generate(**causal, max_new_tokens=max_new_tokens, **options)[0]
                 else:
                     model(**inputs)
                     sequence = inputs["input_ids"][0]

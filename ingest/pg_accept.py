@@ -9,11 +9,15 @@ nothing and the caller reads again (optimistic concurrency); a new trace is inse
 requests creating one trace cannot both win either. The rows are built from model instances with Django's own field
 preparation, so defaults, `auto_now` and JSON adaptation stay exactly the ORM's.
 
+An activations event for a trace that exists needs no read at all: its checks are simple enough to be the UPDATE's
+own condition (`trace_add_activations`); only when that condition fails does the caller read the trace to say why.
 Finalizing events keep the locking path: they start a run and publish after the commit.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Literal
 
 from django.db import connection
 from django.db.models import Model
@@ -88,6 +92,40 @@ def trace_update_with_event(*, snapshot: TraceSnapshot, changes: dict, event: Tr
            f"SELECT t.id, {_placeholders(event_params)} FROM t ON CONFLICT DO NOTHING) "
            f"SELECT count(*) FROM t")
     return _count(sql, [*update_params, *guard_params, *event_params]) == 1
+
+
+# The trace's layers with the event's added, sorted and distinct (what `services._summary` computes in Python).
+_LAYERS_WITH = ("(SELECT coalesce(jsonb_agg(v ORDER BY v), '[]'::jsonb) FROM (SELECT jsonb_array_elements(t.layers) "
+                "AS v UNION SELECT jsonb_array_elements(%s::jsonb)) AS u)")
+
+
+def trace_add_activations(*, tenant_id: int, trace_id: str, layers: list[int], extent: int, max_layers: int,
+                          event: TraceEvent) -> Literal["stored", "duplicate"] | None:
+    """Add an activations event to an existing open trace in one statement, with no read first.
+
+    The UPDATE holds only where the event passes every accept check: the trace is open, the rows end within the
+    completion's tokens (`extent`), and the layers stay within `max_layers`. "stored", or "duplicate" when the trace
+    already had this event (the summary it re-applied is unchanged by it); None when nothing was written — no such
+    trace, or a check failed — and the caller reads the trace to find out which, and answers accordingly.
+    """
+    layers_json = json.dumps(sorted(set(layers)))
+    event_columns, event_params = _row(event, add=True, skip=("trace",))
+    sql = (f"WITH t AS (UPDATE {_quoted(Trace._meta.db_table)} AS t SET layers = {_LAYERS_WITH}, "
+           f"rows_extent = GREATEST(t.rows_extent, %s), updated = %s "
+           f"WHERE t.tenant_id = %s AND t.trace_id = %s AND t.status = %s AND t.finalized_at IS NULL "
+           f"AND (t.token_count IS NULL OR t.token_count >= %s) AND jsonb_array_length({_LAYERS_WITH}) <= %s "
+           f"RETURNING t.id), "
+           f"e AS (INSERT INTO {_quoted(TraceEvent._meta.db_table)} (trace_id, {event_columns}) "
+           f"SELECT t.id, {_placeholders(event_params)} FROM t ON CONFLICT DO NOTHING RETURNING id) "
+           f"SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM e)")
+    params = [layers_json, extent, Trace._meta.get_field("updated").get_db_prep_save(timezone.now(), connection),
+              tenant_id, trace_id, TraceStatus.OPEN, extent, layers_json, max_layers, *event_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        updated, inserted = cursor.fetchone()
+    if not updated:
+        return None
+    return "stored" if inserted else "duplicate"
 
 
 def _layers_field():

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
 from explainer.models import TERMINAL_STATUSES, Explanation, Tenant, Trace
 
 from .services import event_accept
@@ -79,4 +83,17 @@ def wait_for(tenant_slug: str, trace_ids: list[str], timeout_s: float,
             nodes=explanation.node_count if explanation else None,
             incidences=explanation.incidence_count if explanation else None, seconds=seconds,
         ))
+    return outcomes
+
+
+def wait_and_report(tenant_slug: str, trace_ids: list[str], timeout_s: float) -> list[TraceOutcome]:
+    """`wait_for` with a progress bar (stderr), then a table of trace, status, nodes, incidences and seconds."""
+    with Progress(console=Console(stderr=True)) as progress:
+        task = progress.add_task("explaining", total=len(trace_ids))
+        outcomes = wait_for(tenant_slug, trace_ids, timeout_s, lambda done: progress.update(task, completed=done))
+    table = Table("trace", "status", "nodes", "incidences", "seconds")
+    for o in outcomes:
+        table.add_row(o.trace_id, o.status, str(o.nodes or "-"), str(o.incidences or "-"),
+                      f"{o.seconds:.2f}" if o.seconds is not None else "-")
+    Console().print(table)
     return outcomes

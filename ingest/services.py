@@ -82,11 +82,18 @@ def _accept_unlocked(tenant, event: IngestEvent, digest: str) -> AcceptResult | 
     """Accept without a lock (PostgreSQL); None when a concurrent request changed the trace first.
 
     A completion is tried as a new trace first, with no read: clients send it first (`capture_and_send` does), so
-    it usually opens its trace, in one round trip.
+    it usually opens its trace, in one round trip; an activations event for that trace then usually lands in one
+    round trip too. The read comes only when those writes do not apply.
     """
     accepted = AcceptResult(trace_id=event.trace_id, status=TraceStatus.OPEN, duplicate=False)
     if event.event_type == "completion" and _create(tenant, event, digest):
         return accepted
+    if event.event_type == "activations":
+        outcome = pg_accept.trace_add_activations(
+            tenant_id=tenant.pk, trace_id=event.trace_id, layers=_layers(event.payload),
+            extent=_extent(event.payload)[1], max_layers=settings.MAX_LAYERS, event=_event_row(event, digest))
+        if outcome is not None:
+            return AcceptResult(trace_id=event.trace_id, status=TraceStatus.OPEN, duplicate=outcome == "duplicate")
     snapshot = pg_accept.trace_snapshot(tenant_id=tenant.pk, trace_id=event.trace_id, digest=digest)
     if snapshot is None:
         return accepted if _create(tenant, event, digest) else None

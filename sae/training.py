@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,30 @@ class Corpus:
     position: np.ndarray   # [N] token position within its chunk
     chunk: np.ndarray      # [N] chunk index (contexts never cross chunks)
     docs: list[str]
+
+
+CaptureBatch = tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray]
+"""One batch of a capture: acts [n, d_model], tokens [n], then doc, position and chunk indices [n] each."""
+
+
+def corpus_collect(batches: Iterable[CaptureBatch], docs: list[str], max_tokens: int,
+                   progress: Callable[[int], None] | None = None) -> Corpus:
+    """The first `max_tokens` rows of a capture's batches as a `Corpus`. `batches` is consumed lazily and left as
+    soon as enough rows have come, so a capture generator runs its model on no batch more than needed."""
+    parts: list[CaptureBatch] = []
+    total = 0
+    for batch in batches:
+        parts.append(batch)
+        total += len(batch[1])
+        if progress:
+            progress(len(batch[1]))
+        if total >= max_tokens:
+            break
+    n = min(total, max_tokens)
+    acts, tokens, doc, position, chunk = zip(*parts)
+    return Corpus(acts=np.concatenate(acts)[:n], tokens=[t for part in tokens for t in part][:n],
+                  doc=np.concatenate(doc)[:n], position=np.concatenate(position)[:n],
+                  chunk=np.concatenate(chunk)[:n], docs=docs)
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ Special tokens ([CLS]/[SEP]/padding) are left out: their outlier activations wou
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-from sae.training import ActivationSource, Corpus
+from sae.training import ActivationSource, CaptureBatch, Corpus, corpus_collect
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -67,31 +67,22 @@ def capture(layer: int, max_tokens: int, seq_len: int, progress: Callable[[int],
     chunks = corpus_chunks()
     docs = sorted({topic for topic, _ in chunks})
     doc_index = {d: i for i, d in enumerate(docs)}
-    acts, tokens, doc, pos, chunk_ids = [], [], [], [], []
-    total = 0
-    with torch.inference_mode():
-        for start in range(0, len(chunks), batch):
-            part = chunks[start:start + batch]
-            enc = tokenizer([t for _, t in part], truncation=True, max_length=seq_len, padding=True,
-                            return_tensors="pt", return_special_tokens_mask=True)
-            special = enc.pop("special_tokens_mask").bool() | ~enc["attention_mask"].bool()
-            hidden = model(**enc, output_hidden_states=True).hidden_states[layer + 1]
-            keep = ~special
-            rows, cols = torch.nonzero(keep, as_tuple=True)
-            acts.append(hidden[keep].float().numpy())
-            ids = enc["input_ids"][keep].tolist()
-            tokens.extend(tokenizer.convert_ids_to_tokens(ids))
-            doc.append(np.array([doc_index[part[r][0]] for r in rows.tolist()], np.int32))
-            pos.append(cols.numpy().astype(np.int32))
-            chunk_ids.append((rows.numpy() + start).astype(np.int32))
-            total += len(ids)
-            if progress:
-                progress(len(ids))
-            if total >= max_tokens:
-                break
-    n = min(total, max_tokens)
-    return Corpus(acts=np.concatenate(acts)[:n], tokens=tokens[:n], doc=np.concatenate(doc)[:n],
-                  position=np.concatenate(pos)[:n], chunk=np.concatenate(chunk_ids)[:n], docs=docs)
+
+    def batches() -> Iterator[CaptureBatch]:
+        with torch.inference_mode():
+            for start in range(0, len(chunks), batch):
+                part = chunks[start:start + batch]
+                enc = tokenizer([t for _, t in part], truncation=True, max_length=seq_len, padding=True,
+                                return_tensors="pt", return_special_tokens_mask=True)
+                special = enc.pop("special_tokens_mask").bool() | ~enc["attention_mask"].bool()
+                hidden = model(**enc, output_hidden_states=True).hidden_states[layer + 1]
+                keep = ~special
+                rows, cols = torch.nonzero(keep, as_tuple=True)
+                yield (hidden[keep].float().numpy(), tokenizer.convert_ids_to_tokens(enc["input_ids"][keep].tolist()),
+                       np.array([doc_index[part[r][0]] for r in rows.tolist()], np.int32),
+                       cols.numpy().astype(np.int32), (rows.numpy() + start).astype(np.int32))
+
+    return corpus_collect(batches(), docs, max_tokens, progress)
 
 
 MINILM_PYDOC = ActivationSource(model_name=MODEL_NAME, dataset="pydoc_data.topics",

@@ -26,14 +26,14 @@ import math
 import os
 import sysconfig
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sae.training import ActivationSource, Corpus
+from sae.training import ActivationSource, CaptureBatch, Corpus, corpus_collect
 
 MODEL_NAME = "pydoc-gpt2"
 EOS = "<|endoftext|>"
@@ -188,23 +188,12 @@ def _lr_at(cfg: LMConfig, step: int) -> float:
     return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
 
 
-def train_lm(cfg: LMConfig, model_root: Path, *, show_progress: bool = True,
-             echo: Callable[[str], None] = print) -> LMResult:
-    """Split the corpus, train the tokenizer and the model (seeded), measure held-out perplexity against the unigram
-    baseline, and save model, tokenizer and `training.json` under `model_root/cfg.name`."""
+def _fit(model: Any, train_ids: np.ndarray, cfg: LMConfig, show_progress: bool) -> None:
+    """AdamW (no weight decay on biases and norms) on random `seq_len + 1` windows of the training stream, drawn by a
+    generator seeded with `cfg.seed`, with a rich progress bar showing the loss."""
     import torch
-    import transformers
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    transformers.logging.set_verbosity_error()  # its notes on padding and loss types do not apply to these batches
-    started = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    training, heldout = corpus_split(cfg)
-    tokenizer = train_tokenizer([text for _, text in training], cfg.vocab_size)
-    train_ids = token_stream(tokenizer, [text for _, text in training])
-    eval_windows = _windows(token_stream(tokenizer, [text for _, text in heldout]), cfg.seq_len, cfg.eval_tokens)
-    model = _build_model(cfg, tokenizer.eos_token_id)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -227,6 +216,25 @@ def train_lm(cfg: LMConfig, model_root: Path, *, show_progress: bool = True,
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             bar.update(task, completed=step + 1, info=f"loss {float(loss.detach()):.3f}")
+
+
+def train_lm(cfg: LMConfig, model_root: Path, *, show_progress: bool = True,
+             echo: Callable[[str], None] = print) -> LMResult:
+    """Split the corpus, train the tokenizer and the model (seeded), measure held-out perplexity against the unigram
+    baseline, and save model, tokenizer and `training.json` under `model_root/cfg.name`."""
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # its notes on padding and loss types do not apply to these batches
+    started = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    training, heldout = corpus_split(cfg)
+    tokenizer = train_tokenizer([text for _, text in training], cfg.vocab_size)
+    train_ids = token_stream(tokenizer, [text for _, text in training])
+    eval_windows = _windows(token_stream(tokenizer, [text for _, text in heldout]), cfg.seq_len, cfg.eval_tokens)
+    model = _build_model(cfg, tokenizer.eos_token_id)
+    _fit(model, train_ids, cfg, show_progress)
     train_seconds = time.perf_counter() - started
     ppl = heldout_perplexity(model, eval_windows)
     unigram = unigram_perplexity(train_ids, eval_windows[:, 1:].reshape(-1), cfg.vocab_size)
@@ -320,9 +328,8 @@ def capture(folder: Path, layer: int, max_tokens: int, seq_len: int,
     hook = blocks[layer].register_forward_hook(  # transformers 5 returns the tensor, 4.x a tuple starting with it
         lambda module, args, output: outputs.append(output[0] if isinstance(output, tuple) else output))
     del blocks[layer + 1:]  # later blocks cannot change block `layer`'s output
-    acts, tokens, doc, pos, chunk_ids = [], [], [], [], []
-    total = 0
-    try:
+
+    def batches() -> Iterator[CaptureBatch]:
         with torch.inference_mode():
             for start in range(0, len(chunks), batch):
                 part = chunks[start:start + batch]
@@ -333,23 +340,16 @@ def capture(folder: Path, layer: int, max_tokens: int, seq_len: int,
                 keep = enc["attention_mask"].bool()
                 keep[:, 0] = False
                 rows, cols = torch.nonzero(keep, as_tuple=True)
-                acts.append(outputs[0][keep].float().numpy())
-                for r in range(len(part)):
-                    ids = enc["input_ids"][r][keep[r]].tolist()
-                    tokens.extend(display_tokens(tokenizer, ids))
-                doc.append(np.array([doc_index[part[r][0]] for r in rows.tolist()], np.int32))
-                pos.append(cols.numpy().astype(np.int32))
-                chunk_ids.append((rows.numpy() + start).astype(np.int32))
-                total += len(rows)
-                if progress:
-                    progress(len(rows))
-                if total >= max_tokens:
-                    break
+                tokens = [t for r in range(len(part))
+                          for t in display_tokens(tokenizer, enc["input_ids"][r][keep[r]].tolist())]
+                yield (outputs[0][keep].float().numpy(), tokens,
+                       np.array([doc_index[part[r][0]] for r in rows.tolist()], np.int32),
+                       cols.numpy().astype(np.int32), (rows.numpy() + start).astype(np.int32))
+
+    try:
+        return corpus_collect(batches(), docs, max_tokens, progress)
     finally:
         hook.remove()
-    n = min(total, max_tokens)
-    return Corpus(acts=np.concatenate(acts)[:n], tokens=tokens[:n], doc=np.concatenate(doc)[:n],
-                  position=np.concatenate(pos)[:n], chunk=np.concatenate(chunk_ids)[:n], docs=docs)
 
 
 def activation_source(folder: Path) -> ActivationSource:

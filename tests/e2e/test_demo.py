@@ -1,7 +1,11 @@
 """The README's main job, run as a user would, three times: a fresh SQLite database, local files, and a Redis the demo
-starts itself. The first run is stopped with SIGTERM, the second with Ctrl-C's SIGINT, the third ends by itself."""
+starts itself. The first run is stopped with SIGTERM, the second with Ctrl-C's SIGINT, the third ends by itself.
+
+With torch and transformers installed the demo runs the committed language model (its traces are generated, captured
+and explained with logit values); without them it replays the bundled sample traces."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -15,15 +19,19 @@ from pathlib import Path
 
 import pytest
 
+from hypergraph_site.demo.lm import LM_IDS
 from hypergraph_site.demo.samples import SAMPLE_TRACES
 from tests.local_servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_IDS = sorted(trace_id for trace_id, *_ in SAMPLE_TRACES)
+WITH_LM = all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
+DEMO_IDS = list(LM_IDS) if WITH_LM else [trace_id for trace_id, *_ in SAMPLE_TRACES]
 SERVING = "Servers keep running"
-STATE = ("import json; from explainer.models import ApiKey, Trace; print(json.dumps({"
+STATE = ("import json; from explainer.models import ApiKey, Explanation, Trace; print(json.dumps({"
          "'statuses': dict(Trace.objects.values_list('trace_id', 'status')), "
-         "'keys': list(ApiKey.objects.filter(tenant__slug='demo').values_list('name', 'revoked'))}))")
+         "'keys': list(ApiKey.objects.filter(tenant__slug='demo').values_list('name', 'revoked')), "
+         "'values': sorted({i['attributes']['value'] for e in Explanation.objects.all() "
+         "for i in e.document['incidences']})}))")
 
 
 def _table_rows(stdout: str) -> dict[str, list[str]]:
@@ -31,7 +39,7 @@ def _table_rows(stdout: str) -> dict[str, list[str]]:
     rows = {}
     for line in stdout.splitlines():
         cells = [cell.strip() for cell in re.split(r"[│┃|]", line) if cell.strip()]
-        if len(cells) == 5 and cells[0] in SAMPLE_IDS:
+        if len(cells) == 5 and cells[0] in DEMO_IDS:
             rows[cells[0]] = cells
     return rows
 
@@ -84,7 +92,7 @@ def _stopped_by_signal(args: list[str], env: dict, out: Path, signum: int) -> tu
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="the demo starts redis-server itself here")
-def test_demo_explains_every_sample_stops_every_child_on_a_signal_and_reruns_without_piling_up(tmp_path):
+def test_demo_explains_every_trace_stops_every_child_on_a_signal_and_reruns_without_piling_up(tmp_path):
     port, redis_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -99,17 +107,18 @@ def test_demo_explains_every_sample_stops_every_child_on_a_signal_and_reruns_wit
     }
     demo = [sys.executable, "manage.py", "demo", "--port", str(port), "--var", str(tmp_path / "var")]
 
-    # 1. A first run explains every sample trace, serves, and stops every child on SIGTERM.
+    # 1. A first run explains every demo trace, serves, and stops every child on SIGTERM.
     out, children = _stopped_by_signal(demo, env, tmp_path / "first.txt", signal.SIGTERM)
+    assert ("language model" if WITH_LM else "the bundled sample traces") in out, out[-3000:]
     rows = _table_rows(out)
-    assert sorted(rows) == SAMPLE_IDS, out[-3000:]
+    assert sorted(rows) == sorted(DEMO_IDS), out[-3000:]
     for trace_id, (_, status, nodes, incidences, _) in rows.items():
         assert status == "complete" and int(nodes) > 0 and int(incidences) > 0, rows[trace_id]
     finished = out.split("Finished graphs", 1)[1].split("Demo API key", 1)[0]
     listed = re.findall(rf"http://127\.0\.0\.1:{port}/v1/traces/([^/\s]+)/graph", finished)
-    assert sorted(listed) == SAMPLE_IDS, finished
+    assert sorted(listed) == sorted(DEMO_IDS), finished
     first_views = re.findall(rf"http://127\.0\.0\.1:{port}/admin/explainer/trace/\d+/graph/", finished)
-    assert len(first_views) == len(SAMPLE_IDS), finished
+    assert len(first_views) == len(DEMO_IDS), finished
     assert re.search(r"login admin / \S+", out), out[-3000:]
     key = re.search(r"Demo API key \(created, kept in \S+\): (\S+)", out).group(1)
 
@@ -121,9 +130,9 @@ def test_demo_explains_every_sample_stops_every_child_on_a_signal_and_reruns_wit
     assert [pid for pid in children if _running(pid)] == []
     assert not _listening(port) and not _listening(redis_port)
 
-    # 2. A second run reuses the key, says the samples are explained, and stops on SIGINT (Ctrl-C).
+    # 2. A second run reuses the key, says the traces are explained, and stops on SIGINT (Ctrl-C).
     out, children = _stopped_by_signal(demo, env, tmp_path / "second.txt", signal.SIGINT)
-    assert f"{', '.join(t for t, *_ in SAMPLE_TRACES)}: already explained (run with --fresh to explain them " \
+    assert f"{', '.join(DEMO_IDS)}: already explained (run with --fresh to explain them " \
            "again)" in out, out[-3000:]
     assert _table_rows(out) == {}  # nothing was sent again
     assert f"Demo API key (reused, kept in {tmp_path / 'var' / 'demo_api_key'}): {key}" in out
@@ -134,9 +143,9 @@ def test_demo_explains_every_sample_stops_every_child_on_a_signal_and_reruns_wit
     third = subprocess.run([*demo, "--exit", "--fresh"], cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=240)
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
-    assert sorted(_table_rows(third.stdout)) == SAMPLE_IDS and "already explained" not in third.stdout
+    assert sorted(_table_rows(third.stdout)) == sorted(DEMO_IDS) and "already explained" not in third.stdout
     views = re.findall(rf"http://127\.0\.0\.1:{port}/admin/explainer/trace/\d+/graph/", third.stdout)
-    assert len(views) == len(SAMPLE_IDS) and not set(views) & set(first_views)
+    assert len(views) == len(DEMO_IDS) and not set(views) & set(first_views)
     assert f"): {key}" in third.stdout and third.stdout.count("\nstopped ") == 3
     assert not _listening(port) and not _listening(redis_port)
 
@@ -144,5 +153,7 @@ def test_demo_explains_every_sample_stops_every_child_on_a_signal_and_reruns_wit
                            capture_output=True, text=True, timeout=60)
     assert state.returncode == 0, state.stderr[-3000:]
     state = json.loads(state.stdout.strip().splitlines()[-1])
-    assert state["statuses"] == {trace_id: "complete" for trace_id in SAMPLE_IDS}
+    assert state["statuses"] == {trace_id: "complete" for trace_id in DEMO_IDS}
     assert state["keys"] == [["demo", False]]  # three runs, one key
+    # the language model's dictionary ships its unembedding: attribution values are its logits
+    assert state["values"] == (["logit"] if WITH_LM else ["cosine"])

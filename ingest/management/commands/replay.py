@@ -6,10 +6,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime, parse_duration
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 
 from explainer.models import Tenant
-from ingest.replay import http_sender, read_events, send_in_process, wait_for
+from ingest.replay import http_sender, read_events, send_in_process, wait_and_report
 from explainer.services import dead_letters_replay
 
 
@@ -71,14 +70,7 @@ class Command(BaseCommand):
         self.stdout.write(f"sent {len(events)} events for {len(trace_ids)} traces")
         if not wait:
             return
-        with Progress(console=console) as progress:
-            task = progress.add_task("explaining", total=len(trace_ids))
-            outcomes = wait_for(tenant, trace_ids, timeout, lambda done: progress.update(task, completed=done))
-        table = Table("trace", "status", "nodes", "incidences", "seconds")
-        for o in outcomes:
-            table.add_row(o.trace_id, o.status, str(o.nodes or "-"), str(o.incidences or "-"),
-                          f"{o.seconds:.2f}" if o.seconds is not None else "-")
-        Console().print(table)
+        outcomes = wait_and_report(tenant, trace_ids, timeout)
         if any(o.status != "complete" for o in outcomes):
             raise CommandError("not every trace completed")
 

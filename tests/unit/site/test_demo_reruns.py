@@ -7,7 +7,7 @@ from django.test import Client
 
 from explainer.models import ApiKey, Explanation, Trace, TraceEvent
 from explainer.services import api_key_create, tenant_create
-from hypergraph_site.demo.management.commands.demo import SAMPLE_IDS, demo_api_key, sample_traces_sort
+from hypergraph_site.demo.management.commands.demo import SAMPLE_IDS, demo_api_key, demo_traces_sort
 from tests.api.admin_traces import complete_trace, failed_trace
 
 pytestmark = pytest.mark.django_db
@@ -68,7 +68,7 @@ def test_complete_sample_traces_are_left_alone_and_the_rest_sent(demo, settings,
     done = complete_trace(demo, biology)
     failed = failed_trace(demo, finance)
     (tmp_path / str(failed.pk)).mkdir()
-    explained, pending = sample_traces_sort(demo, fresh=False)
+    explained, pending = demo_traces_sort(demo, SAMPLE_IDS, fresh=False)
     assert explained == [biology] and pending == [finance, code]
     assert Trace.objects.filter(pk=done.pk).exists()
     assert not Trace.objects.filter(pk=failed.pk).exists()  # re-sending its events would only be acknowledged
@@ -81,7 +81,7 @@ def test_fresh_deletes_the_sample_traces_of_the_demo_only(demo, settings, tmp_pa
         complete_trace(demo, trace_id)
     other, _ = make_tenant("alice")
     kept = [complete_trace(other, SAMPLE_IDS[0]), complete_trace(demo, "not-a-sample")]
-    assert sample_traces_sort(demo, fresh=True) == ([], list(SAMPLE_IDS))
+    assert demo_traces_sort(demo, SAMPLE_IDS, fresh=True) == ([], list(SAMPLE_IDS))
     assert not demo.traces.filter(trace_id__in=SAMPLE_IDS).exists()
     assert set(Trace.objects.values_list("pk", flat=True)) == {trace.pk for trace in kept}
     assert Explanation.objects.count() == TraceEvent.objects.count() == 2

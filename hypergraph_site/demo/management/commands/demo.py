@@ -1,4 +1,5 @@
-"""The README's main job: the whole product on the bundled sample, from HTTP ingest to stored graphs."""
+"""The README's main job: the whole product, from a model's generation with capture hooks (or the bundled sample,
+without the `model` extra) over HTTP ingest to stored graphs."""
 import json
 import secrets
 from pathlib import Path
@@ -12,13 +13,15 @@ from django.urls import reverse
 from explainer.models import ApiKey, Scope, Tenant, TraceStatus
 from explainer.services import api_key_create, tenant_create, traces_delete
 from hypergraph_site.demo import processes
+from hypergraph_site.demo.lm import LM_IDS, lm_available, lm_service_env, lm_traces_send
 from hypergraph_site.demo.samples import SAMPLE_TRACES, write_sample
+from ingest.replay import wait_and_report
 
 DEMO_ADMIN = "admin"
 DEMO_TENANT = "demo"
 DEMO_KEY_NAME = "demo"
 SAMPLE_IDS = tuple(trace_id for trace_id, *_ in SAMPLE_TRACES)
-# A sample trace in one of these states will not be explained by sending its events again (they are acknowledged,
+# A demo trace in one of these states will not be explained by sending its events again (they are acknowledged,
 # nothing more), so the demo deletes it and sends them anew.
 DEAD_ENDS = (TraceStatus.FAILED, TraceStatus.CANCELED, TraceStatus.EXPIRED)
 
@@ -72,31 +75,34 @@ def demo_api_key(tenant: Tenant, key_file: Path) -> tuple[str, str]:
     return key, outcome
 
 
-def sample_traces_sort(tenant: Tenant, *, fresh: bool) -> tuple[list[str], list[str]]:
-    """The sample traces the tenant has explained already, and those to send: all of them with `fresh` (their
-    traces deleted first), else the rest. A sample trace that failed, was canceled or expired is deleted too, since
-    re-sending its events would only be acknowledged."""
-    traces = tenant.traces.filter(trace_id__in=SAMPLE_IDS)
+def demo_traces_sort(tenant: Tenant, trace_ids: tuple[str, ...], *, fresh: bool) -> tuple[list[str], list[str]]:
+    """Of the demo's `trace_ids`, those the tenant has explained already, and those to send: all of them with
+    `fresh` (their traces deleted first), else the rest. A demo trace that failed, was canceled or expired is deleted
+    too, since re-sending its events would only be acknowledged."""
+    traces = tenant.traces.filter(trace_id__in=trace_ids)
     doomed = traces if fresh else traces.filter(status__in=DEAD_ENDS)
     traces_delete(trace_pks=doomed.values_list("pk", flat=True))
     complete = set(traces.filter(status=TraceStatus.COMPLETE).values_list("trace_id", flat=True))
-    return [t for t in SAMPLE_IDS if t in complete], [t for t in SAMPLE_IDS if t not in complete]
+    return [t for t in trace_ids if t in complete], [t for t in trace_ids if t not in complete]
 
 
 class Command(BaseCommand):
     help = ("Migrate, start Redis if needed, start the web server and a Celery worker, create a demo tenant, "
-            "replay the sample traces over HTTP and print the URLs of the finished graphs and an admin login. "
-            "Ctrl-C or SIGTERM stops every process it started.")
+            "generate answers with the committed language model and capture hooks on (or replay the bundled sample "
+            "traces without the `model` extra), send them over HTTP and print the URLs of the finished graphs and "
+            "an admin login. Ctrl-C or SIGTERM stops every process it started.")
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--exit", action="store_true", help="stop the servers once the graphs are printed")
         parser.add_argument("--fresh", action="store_true",
-                            help="explain the sample traces again: delete the demo's sample traces, send them anew")
+                            help="explain the demo traces again: delete the demo's traces, send them anew")
+        parser.add_argument("--sample", action="store_true",
+                            help="replay the bundled sample traces even when the language model can run")
         parser.add_argument("--var", type=Path, default=Path(settings.VAR_DIR),
                             help="where the demo keeps its samples, logs, admin password and API key (default var/)")
 
-    def handle(self, *args, port: int, exit: bool, fresh: bool, var: Path, **options):
+    def handle(self, *args, port: int, exit: bool, fresh: bool, sample: bool, var: Path, **options):
         with processes.supervised(self.stdout.write) as children:
             call_command("migrate", verbosity=0)
             self.stdout.write(f"database ready ({settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]})")
@@ -104,38 +110,52 @@ class Command(BaseCommand):
             if redis_server is not None:
                 children.add(f"redis-server ({settings.REDIS_URL})", redis_server)
             self.stdout.write(f"redis {'started' if redis_server else 'running'} at {settings.REDIS_URL}")
-            _, traces = write_sample(Path(settings.DICT_ROOT), var / "samples" / "sample_traces.jsonl")
+            lm, why = (None, "--sample") if sample else lm_available(Path(settings.MODEL_ROOT))
+            if lm is not None:
+                self.stdout.write(f"language model {lm.folder}, dictionary {lm.dict_root / 'pydoc-gpt2'} "
+                                  f"(layers {', '.join(map(str, lm.layers))})")
+                trace_ids, child_env = LM_IDS, lm_service_env(lm)
+            else:
+                self.stdout.write(f"the bundled sample traces (not the language model: {why})")
+                _, traces = write_sample(Path(settings.DICT_ROOT), var / "samples" / "sample_traces.jsonl")
+                trace_ids, child_env = SAMPLE_IDS, None
             tenant = Tenant.objects.filter(slug=DEMO_TENANT).first() or tenant_create(slug=DEMO_TENANT, name="Demo")
             key, key_outcome = demo_api_key(tenant, var / "demo_api_key")
-            explained, pending = sample_traces_sort(tenant, fresh=fresh)
+            explained, pending = demo_traces_sort(tenant, trace_ids, fresh=fresh)
             base = f"http://127.0.0.1:{port}"
-            children.add("the Celery worker", processes.start_worker(var / "log" / "worker.log"))
+            children.add("the Celery worker", processes.start_worker(var / "log" / "worker.log", env=child_env))
             web = children.add(f"the web server (gunicorn, port {port})",
-                               processes.start_web(port, var / "log" / "web.log"))
+                               processes.start_web(port, var / "log" / "web.log", env=child_env))
             processes.wait_http(f"{base}/healthz", process=web)
             self.stdout.write(f"web server at {base}, worker running (logs in {var / 'log'})")
             if explained:
                 self.stdout.write(f"{', '.join(explained)}: already explained (run with --fresh to explain them "
                                   "again)")
             elif fresh:
-                self.stdout.write("explaining the sample traces again (--fresh: their old traces are deleted)")
-            if pending:
+                self.stdout.write("explaining the demo traces again (--fresh: their old traces are deleted)")
+            if pending and lm is not None:
+                self.stdout.write(f"generating {len(pending)} answers with capture on:")
+                lm_traces_send(lm, pending, base_url=base, api_key=key, redis_url=settings.REDIS_URL,
+                               echo=self.stdout.write)
+                wait_and_report(DEMO_TENANT, pending, timeout_s=300)
+            elif pending:
                 to_send = var / "samples" / "to_explain.jsonl"
                 to_send.write_text("".join(line + "\n" for line in traces.read_text().splitlines()
                                            if json.loads(line)["trace_id"] in pending))
                 call_command("replay", str(to_send), tenant=DEMO_TENANT, url=base, api_key=key, wait=True,
                              timeout=300)
-            self._print_graphs(tenant, base, key, key_outcome, var)
+            self._print_graphs(tenant, trace_ids, base, key, key_outcome, var)
             if not exit:
                 self.stdout.write("Servers keep running; press Ctrl-C (or send SIGTERM) to stop them.")
                 web.wait()
                 self.stdout.write(f"the web server exited by itself (code {web.returncode})")
 
-    def _print_graphs(self, tenant: Tenant, base: str, key: str, key_outcome: str, var: Path) -> None:
+    def _print_graphs(self, tenant: Tenant, trace_ids: tuple[str, ...], base: str, key: str, key_outcome: str,
+                      var: Path) -> None:
         username, password = demo_admin(var / "demo_admin_password")
         self.stdout.write("\nFinished graphs (open them in a browser with the login below; the API URLs "
                           "need the header X-API-Key: <key>):")
-        complete = list(tenant.traces.filter(status="complete").order_by("trace_id"))
+        complete = list(tenant.traces.filter(status="complete", trace_id__in=trace_ids).order_by("trace_id"))
         width = max((len(trace.trace_id) for trace in complete), default=0)
         for trace in complete:
             graph_view = reverse("admin:explainer_trace_graph", args=[trace.pk])
@@ -143,5 +163,5 @@ class Command(BaseCommand):
             self.stdout.write(f"  {'':<{width}}  API {base}/v1/traces/{trace.trace_id}/graph")
         self.stdout.write(f"\nTrace browser: {base}/admin/  login {username} / {password}")
         self.stdout.write(f"Demo API key ({key_outcome}, kept in {var / 'demo_api_key'}): {key}")
-        self.stdout.write(f"Try: curl -H 'X-API-Key: {key}' {base}/v1/traces/sample-biology/graph"
+        self.stdout.write(f"Try: curl -H 'X-API-Key: {key}' {base}/v1/traces/{trace_ids[0]}/graph"
                           "?format=hif-standard")
