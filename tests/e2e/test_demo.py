@@ -155,5 +155,5 @@ def test_demo_explains_every_trace_stops_every_child_on_a_signal_and_reruns_with
     state = json.loads(state.stdout.strip().splitlines()[-1])
     assert state["statuses"] == {trace_id: "complete" for trace_id in DEMO_IDS}
     assert state["keys"] == [["demo", False]]  # three runs, one key
-    # the language model's dictionary ships its unembedding: attribution values are its logits
-    assert state["values"] == (["logit"] if WITH_LM else ["cosine"])
+    # the worker has the language model itself: attribution values go through it (the sample has no model)
+    assert state["values"] == (["model"] if WITH_LM else ["cosine"])
