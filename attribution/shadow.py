@@ -18,8 +18,10 @@ torch and transformers are imported inside the functions that need them: this mo
 """
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,11 +68,16 @@ class ShadowModel(Protocol):
 
 class TorchShadow:
     """`ShadowModel` for a torch causal LM: `blocks` are the modules whose outputs are the residual stream, `lm` maps
-    `input_ids [B, T]` to logits `[B, T, vocab]` (a transformers model or anything returning `.logits`)."""
+    `input_ids [B, T]` to logits `[B, T, vocab]` (a transformers model or anything returning `.logits`).
+
+    Each call hooks the shared blocks for its own pass, and a module's hooks fire for every thread's forward, so
+    calls hold the instance's lock: a worker's threads take turns on the one loaded copy.
+    """
 
     def __init__(self, lm: Any, blocks: Sequence[Any], *, name: str, device: str = "cpu") -> None:
         self.lm, self.blocks, self.name, self.device = lm, list(blocks), name, device
         self.n_layers = len(self.blocks)
+        self.lock = threading.Lock()
 
     def gradients(self, input_ids: np.ndarray, targets: np.ndarray, objectives: np.ndarray,
                   layers: Sequence[int]) -> dict[int, np.ndarray]:
@@ -86,16 +93,11 @@ class TorchShadow:
                 return _replaced(output, _hidden(output) + zeros[layer])
             return hook
 
-        handles = [self.blocks[layer].register_forward_hook(plant(layer)) for layer in layers]
-        try:
-            with torch.enable_grad():
-                logits = self._logits(np.broadcast_to(input_ids, (batch, len(input_ids))))
-                chosen = self._gather(logits, targets)
-                weights = torch.as_tensor(np.asarray(objectives, dtype=np.float32), device=chosen.device)
-                grads = torch.autograd.grad((chosen * weights).sum(), [zeros[layer] for layer in layers])
-        finally:
-            for handle in handles:
-                handle.remove()
+        with self.lock, _hooked(self.blocks, layers, plant), torch.enable_grad():
+            logits = self._logits(np.broadcast_to(input_ids, (batch, len(input_ids))))
+            chosen = self._gather(logits, targets)
+            weights = torch.as_tensor(np.asarray(objectives, dtype=np.float32), device=chosen.device)
+            grads = torch.autograd.grad((chosen * weights).sum(), [zeros[layer] for layer in layers])
         return {layer: g.detach().float().cpu().numpy() for layer, g in zip(layers, grads)}
 
     def target_logits(self, input_ids: np.ndarray, targets: np.ndarray,
@@ -116,15 +118,10 @@ class TorchShadow:
                 return _replaced(output, _hidden(output) + deltas[layer].to(_hidden(output).dtype))
             return hook
 
-        handles = [self.blocks[layer].register_forward_hook(add(layer)) for layer in layers]
-        try:
-            with torch.no_grad():
-                logits = self._logits(np.broadcast_to(input_ids, (len(edits), len(input_ids))))
-                chosen = self._gather(logits, targets)
-                probs = self._gather(torch.log_softmax(logits.float(), dim=-1), targets).exp()
-        finally:
-            for handle in handles:
-                handle.remove()
+        with self.lock, _hooked(self.blocks, layers, add), torch.no_grad():
+            logits = self._logits(np.broadcast_to(input_ids, (len(edits), len(input_ids))))
+            chosen = self._gather(logits, targets)
+            probs = self._gather(torch.log_softmax(logits.float(), dim=-1), targets).exp()
         return chosen.float().cpu().numpy().astype(np.float64), probs.cpu().numpy().astype(np.float64)
 
     def residuals(self, input_ids: np.ndarray, layers: Sequence[int]) -> dict[int, np.ndarray]:
@@ -137,13 +134,8 @@ class TorchShadow:
                 out[layer] = _hidden(output)[0].float().cpu().numpy()
             return hook
 
-        handles = [self.blocks[layer].register_forward_hook(keep(layer)) for layer in layers]
-        try:
-            with torch.no_grad():
-                self._logits(np.asarray(input_ids)[None])
-        finally:
-            for handle in handles:
-                handle.remove()
+        with self.lock, _hooked(self.blocks, layers, keep), torch.no_grad():
+            self._logits(np.asarray(input_ids)[None])
         return out
 
     def _logits(self, input_ids: np.ndarray) -> Any:
@@ -163,6 +155,17 @@ class TorchShadow:
     @staticmethod
     def _width(layer: int, edits: Sequence[Mapping[int, np.ndarray]]) -> int:
         return next(edit[layer].shape[-1] for edit in edits if layer in edit)
+
+
+@contextmanager
+def _hooked(blocks: Sequence[Any], layers: Sequence[int], make_hook: Callable[[int], Any]) -> Iterator[None]:
+    """Forward hooks `make_hook(L)` on the blocks of `layers` for the duration of the block."""
+    handles = [blocks[layer].register_forward_hook(make_hook(layer)) for layer in layers]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _hidden(output: Any) -> Any:

@@ -178,3 +178,15 @@ def test_the_shadow_model_is_matched_to_a_trace_by_recomputing_its_residuals(sha
     assert "not the model that produced the trace" in shadow_mismatch(shadow, inputs, [other])
     assert "is not a layer" in shadow_mismatch(shadow, inputs, [LayerFeatures(5, *[getattr(lf, f) for f in (
         "acts", "indices", "values", "W_dec", "b_dec")])])
+
+
+def test_threads_sharing_one_shadow_model_get_what_each_would_alone(shadow, inputs):
+    """A worker's threads share the loaded model; each call's hooks must see its own pass only."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    layers = [features(shadow, inputs, 1, seed=10)]
+    alone = attribute(shadow, inputs, layers).graph.incidences.effect
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda _: attribute(shadow, inputs, layers).graph.incidences.effect, range(8)))
+    for effect in together:
+        np.testing.assert_array_equal(effect, alone)
