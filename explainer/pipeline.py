@@ -6,6 +6,7 @@ libraries' own input errors) are permanent: the trace fails with the message, th
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -28,6 +29,8 @@ from .graph_documents import StoredGraph, graph_delete, graph_store
 from .models import Stage, Trace
 from .text import sentence_windows
 from .trace_data import activation_payloads, completion_of
+
+log = logging.getLogger(__name__)
 
 
 class PipelineError(Exception):
@@ -209,7 +212,14 @@ def attribute_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeS
         unembedding = unembedding or _unembedding_near(Path(dictionary.folder))
     windows = [tuple(w) for w in info["windows"]]
     inputs, why_not = _model_inputs(trace, layers)
-    if inputs is None:
+    through_model = None
+    if inputs is not None:
+        try:
+            through_model = _through_model(trace, layers, inputs, windows, labels, info["tokens"])
+        except Exception as exc:  # out of memory, a model the library cannot run: the trace keeps the other reading
+            log.exception("attribution through the shadow model failed for trace %s", trace.pk)
+            why_not = f"attribution through the shadow model failed: {type(exc).__name__}: {exc}"
+    if through_model is None:
         result = attribution.attribute(
             layers, granularity=trace.granularity, windows=windows, token_ids=info["token_ids"],
             unembedding=unembedding, config=attribution_config(), graph_config=hypergraph_config(), labels=labels,
@@ -217,7 +227,7 @@ def attribute_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeS
         )
         graph, verification = result.graph, {"value": result.value, "shadow_model": None, "shadow_skipped": why_not}
     else:
-        graph, verification = _through_model(trace, layers, inputs, windows, labels, info["tokens"])
+        graph, verification = through_model
     store.save_arrays(trace.pk, "attribution", graph.to_arrays())
     services.trace_record_verification(trace_pk=trace.pk, run_id=str(trace.run_id), verification=verification)
 

@@ -27,11 +27,12 @@ ROOT = Path(__file__).resolve().parents[2]
 WITH_LM = all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
 DEMO_IDS = list(LM_IDS) if WITH_LM else [trace_id for trace_id, *_ in SAMPLE_TRACES]
 SERVING = "Servers keep running"
-STATE = ("import json; from explainer.models import ApiKey, Explanation, Trace; print(json.dumps({"
+STATE = ("import json; from explainer.models import ApiKey, Explanation, Trace; "
+         "from explainer.graph_documents import graph_load; print(json.dumps({"
          "'statuses': dict(Trace.objects.values_list('trace_id', 'status')), "
          "'keys': list(ApiKey.objects.filter(tenant__slug='demo').values_list('name', 'revoked')), "
          "'values': sorted({i['attributes']['value'] for e in Explanation.objects.all() "
-         "for i in e.document['incidences']})}))")
+         "for i in graph_load(explanation=e)['incidences']})}))")
 
 
 def _table_rows(stdout: str) -> dict[str, list[str]]:
