@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 from django.db import connection
@@ -84,14 +85,11 @@ def trace_update_with_event(*, snapshot: TraceSnapshot, changes: dict, event: Tr
     guard_params = [snapshot.pk, TraceStatus.OPEN, snapshot.token_count,
                     _layers_field().get_db_prep_save(snapshot.layers, connection),
                     snapshot.rows_extent]
-    event_columns, event_params = _row(event, add=True, skip=("trace",))
-    sql = (f"WITH t AS (UPDATE {_quoted(Trace._meta.db_table)} SET {assignments} "
-           f"WHERE id = %s AND status = %s AND finalized_at IS NULL AND token_count IS NOT DISTINCT FROM %s "
-           f"AND layers = %s AND rows_extent = %s RETURNING id), "
-           f"e AS (INSERT INTO {_quoted(TraceEvent._meta.db_table)} (trace_id, {event_columns}) "
-           f"SELECT t.id, {_placeholders(event_params)} FROM t ON CONFLICT DO NOTHING) "
-           f"SELECT count(*) FROM t")
-    return _count(sql, [*update_params, *guard_params, *event_params]) == 1
+    update = (f"UPDATE {_quoted(Trace._meta.db_table)} SET {assignments} "
+              f"WHERE id = %s AND status = %s AND finalized_at IS NULL AND token_count IS NOT DISTINCT FROM %s "
+              f"AND layers = %s AND rows_extent = %s RETURNING id")
+    updated, _ = _update_with_event(update, [*update_params, *guard_params], event)
+    return updated == 1
 
 
 # The trace's layers with the event's added, sorted and distinct (what `services._summary` computes in Python).
@@ -109,23 +107,30 @@ def trace_add_activations(*, tenant_id: int, trace_id: str, layers: list[int], e
     trace, or a check failed — and the caller reads the trace to find out which, and answers accordingly.
     """
     layers_json = json.dumps(sorted(set(layers)))
-    event_columns, event_params = _row(event, add=True, skip=("trace",))
-    sql = (f"WITH t AS (UPDATE {_quoted(Trace._meta.db_table)} AS t SET layers = {_LAYERS_WITH}, "
-           f"rows_extent = GREATEST(t.rows_extent, %s), updated = %s "
-           f"WHERE t.tenant_id = %s AND t.trace_id = %s AND t.status = %s AND t.finalized_at IS NULL "
-           f"AND (t.token_count IS NULL OR t.token_count >= %s) AND jsonb_array_length({_LAYERS_WITH}) <= %s "
-           f"RETURNING t.id), "
-           f"e AS (INSERT INTO {_quoted(TraceEvent._meta.db_table)} (trace_id, {event_columns}) "
-           f"SELECT t.id, {_placeholders(event_params)} FROM t ON CONFLICT DO NOTHING RETURNING id) "
-           f"SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM e)")
+    update = (f"UPDATE {_quoted(Trace._meta.db_table)} AS t SET layers = {_LAYERS_WITH}, "
+              f"rows_extent = GREATEST(t.rows_extent, %s), updated = %s "
+              f"WHERE t.tenant_id = %s AND t.trace_id = %s AND t.status = %s AND t.finalized_at IS NULL "
+              f"AND (t.token_count IS NULL OR t.token_count >= %s) AND jsonb_array_length({_LAYERS_WITH}) <= %s "
+              f"RETURNING t.id")
     params = [layers_json, extent, Trace._meta.get_field("updated").get_db_prep_save(timezone.now(), connection),
-              tenant_id, trace_id, TraceStatus.OPEN, extent, layers_json, max_layers, *event_params]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        updated, inserted = cursor.fetchone()
+              tenant_id, trace_id, TraceStatus.OPEN, extent, layers_json, max_layers]
+    updated, inserted = _update_with_event(update, params, event)
     if not updated:
         return None
     return "stored" if inserted else "duplicate"
+
+
+def _update_with_event(update: str, params: list, event: TraceEvent) -> tuple[int, int]:
+    """Run `update` (an UPDATE … RETURNING id of at most one trace) and insert `event` into the trace it updated,
+    in one statement; (traces updated, events inserted). An event the trace has already is not inserted again."""
+    event_columns, event_params = _row(event, add=True, skip=("trace",))
+    sql = (f"WITH t AS ({update}), "
+           f"e AS (INSERT INTO {_quoted(TraceEvent._meta.db_table)} (trace_id, {event_columns}) "
+           f"SELECT t.id, {_placeholders(event_params)} FROM t ON CONFLICT DO NOTHING RETURNING id) "
+           f"SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM e)")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *event_params])
+        return cursor.fetchone()
 
 
 def _layers_field():
@@ -134,9 +139,15 @@ def _layers_field():
 
 def _row(instance: Model, *, add: bool, skip: tuple[str, ...] = ()) -> tuple[str, list]:
     """The quoted column list and prepared values of an unsaved instance, as `Model.save()` would insert them."""
-    fields = [f for f in instance._meta.concrete_fields if not f.primary_key and f.name not in skip]
-    columns = ", ".join(_quoted(f.column) for f in fields)
+    columns, fields = _insert_fields(type(instance), skip)
     return columns, [f.get_db_prep_save(f.pre_save(instance, add), connection) for f in fields]
+
+
+@cache
+def _insert_fields(model: type[Model], skip: tuple[str, ...]) -> tuple[str, tuple]:
+    """A model's inserted fields (all but the primary key and `skip`) and their quoted column list, worked out once."""
+    fields = tuple(f for f in model._meta.concrete_fields if not f.primary_key and f.name not in skip)
+    return ", ".join(_quoted(f.column) for f in fields), fields
 
 
 def _quoted(name: str) -> str:
