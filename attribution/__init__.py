@@ -1,14 +1,20 @@
 """Attribution of a trace's outputs to its SAE features, grounded in the model's own computation, within a budget.
 
 Pure numpy, no Django. `attribute` is the entry point and returns a `hif.Graph`; see `value` for what is attributed
-and `acdc`, `shapley`, `saliency` for how, `graph` for the output.
+and `acdc`, `shapley`, `saliency` for how, `graph` for the output. With the model itself at hand,
+`attribute_through_model` values features through every later layer (`shadow`) and `verify` checks the strongest
+incidences by ablation.
 """
-from .scheduler import attribute
-from .config import AttributionConfig
+from .scheduler import attribute, window_spans
+from .config import AttributionConfig, VerifyConfig
 from .inputs import AttributionResult, LayerFeatures, Unembedding
+from .shadow import ModelInputs, ShadowModel, TorchShadow, attribute_through_model, load_shadow
+from .shadow import mismatch as shadow_mismatch
 from .unembedding import load_unembedding
+from .verify import Verification, verify
 
 __all__ = [
-    "AttributionConfig", "AttributionResult", "LayerFeatures", "Unembedding", "attribute",
-    "load_unembedding",
+    "AttributionConfig", "AttributionResult", "LayerFeatures", "ModelInputs", "ShadowModel", "TorchShadow",
+    "Unembedding", "Verification", "VerifyConfig", "attribute", "attribute_through_model", "load_shadow",
+    "load_unembedding", "shadow_mismatch", "verify", "window_spans",
 ]

@@ -62,3 +62,37 @@ class AttributionConfig:
 
     def budget_ms(self, granularity: str) -> float:
         return self.sentence_budget_ms if granularity == "sentence" else self.token_budget_ms
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """How much checking by intervention one trace gets (`attribution.verify`), once a shadow model is loaded.
+
+    `top_k` incidences (strongest predicted effect first) are ablated one by one; an incidence is verified when the
+    target logit moves by at least `min_drop` (logits) in the direction its predicted effect says. `budget_ms`
+    bounds all of the trace's ablation passes; `random_seed` draws the random features the top ones are compared to.
+    """
+
+    top_k: int = 16
+    min_drop: float = 0.05
+    budget_ms: float = 2000.0
+    random_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.top_k < 0:
+            raise ValueError("VERIFY_TOP_K must not be negative")
+        if self.min_drop < 0:
+            raise ValueError("VERIFY_MIN_DROP must not be negative")
+        if self.budget_ms <= 0:
+            raise ValueError("VERIFY_BUDGET_MS must be positive")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "VerifyConfig":
+        env = os.environ if environ is None else environ
+        default = cls()
+        return cls(
+            top_k=int(env.get("VERIFY_TOP_K", default.top_k)),
+            min_drop=float(env.get("VERIFY_MIN_DROP", default.min_drop)),
+            budget_ms=float(env.get("VERIFY_BUDGET_MS", default.budget_ms)),
+            random_seed=int(env.get("ATTR_RANDOM_SEED", default.random_seed)),
+        )

@@ -60,7 +60,7 @@ def _attribute(layers: Sequence[LayerFeatures], granularity: str, windows: Seque
                graph_config: hif.HypergraphConfig, labels: Mapping[int, Mapping[int, str]],
                tokens: Sequence[str] | None, started: float) -> AttributionResult:
     n_positions = check_layers(layers, token_ids, tokens)
-    spans = _windows(granularity, windows, n_positions)
+    spans = window_spans(granularity, windows, n_positions)
     vf = value_function(unembedding, token_ids)
     requested = config.method_for(granularity)
     budget = config.budget_ms(granularity)
@@ -98,7 +98,8 @@ def _attribute(layers: Sequence[LayerFeatures], granularity: str, windows: Seque
                              samples=outcome.mean_samples(), elapsed_ms=elapsed * 1000.0)
 
 
-def _windows(granularity: str, windows: Sequence[tuple[int, int]], n_positions: int) -> list[tuple[int, int]]:
+def window_spans(granularity: str, windows: Sequence[tuple[int, int]], n_positions: int) -> list[tuple[int, int]]:
+    """The windows attributed: one per position at token granularity, the checked sentence spans otherwise."""
     if granularity == "token":
         return [(i, i + 1) for i in range(n_positions)]
     if granularity != "sentence":

@@ -62,6 +62,35 @@ class TraceCountsSerializer(serializers.Serializer):
     graph_bytes = serializers.IntegerField(allow_null=True, help_text="Size of the stored HIF document")
 
 
+class TraceVerificationSerializer(serializers.Serializer):
+    """What attribution valued and, through the shadow model, how the strongest incidences held up under ablation."""
+
+    value = serializers.ChoiceField(("model", "logit", "cosine"), help_text=(
+        "model: through every later layer of SHADOW_MODEL; logit: the residual read through the final norm and "
+        "unembedding; cosine: agreement with the residual (no unembedding)"))
+    shadow_model = serializers.CharField(allow_null=True, help_text="The shadow model used; null when none was")
+    shadow_skipped = serializers.CharField(allow_null=True, help_text="Why the shadow model was not used")
+    attribution_note = serializers.CharField(required=False, allow_null=True,
+                                             help_text="Windows the budget left to saliency, if any")
+    verifier = serializers.CharField(required=False, help_text="`ablation`")
+    top_k = serializers.IntegerField(required=False, help_text="VERIFY_TOP_K: incidences to check")
+    checked = serializers.IntegerField(required=False, help_text="Incidences ablated")
+    verified = serializers.IntegerField(required=False, help_text=(
+        "Checked incidences whose target logit moved by at least min_drop in the predicted direction"))
+    budget_exhausted = serializers.IntegerField(required=False, help_text="Incidences VERIFY_BUDGET_MS left unchecked")
+    spearman = serializers.FloatField(required=False, allow_null=True,
+                                      help_text="Rank correlation of predicted and observed effects")
+    top8_drop = serializers.FloatField(required=False, allow_null=True, help_text=(
+        "Mean drop of a window's target logit when its 8 strongest predicted features are ablated together"))
+    random8_drop = serializers.FloatField(required=False, allow_null=True,
+                                          help_text="The same for 8 random active features of the same layers")
+    drop_ratio = serializers.FloatField(required=False, allow_null=True, help_text="top8_drop / random8_drop")
+    compared_windows = serializers.IntegerField(required=False)
+    min_drop = serializers.FloatField(required=False, help_text="VERIFY_MIN_DROP (logits)")
+    seed = serializers.IntegerField(required=False)
+    elapsed_ms = serializers.FloatField(required=False)
+
+
 class TraceSummarySerializer(TraceFieldsSerializer):
     """`explainer.selectors.trace_summary`: where a trace stands."""
 
@@ -70,6 +99,7 @@ class TraceSummarySerializer(TraceFieldsSerializer):
     timings = serializers.DictField(child=serializers.FloatField(), help_text="Seconds of each finished stage")
     counts = TraceCountsSerializer()
     error = serializers.CharField(allow_null=True, help_text="Why the trace failed or expired")
+    verification = TraceVerificationSerializer(allow_null=True, help_text="Null until the attribute stage ran")
     created = serializers.DateTimeField()
     updated = serializers.DateTimeField()
 
@@ -102,7 +132,9 @@ class HifIncidenceSerializer(serializers.Serializer):
                                      help_text="The features (or supernode) and the tokens they explain")
     weight = serializers.FloatField(min_value=0, max_value=1)
     metadata = serializers.DictField(help_text="type, method, window")
-    attributes = serializers.DictField(required=False, help_text="effect (signed), value")
+    attributes = serializers.DictField(required=False, help_text=(
+        "effect (signed, predicted), value (model, logit, cosine or activation); on incidences checked by ablation "
+        "verifier (ablation or budget_exhausted), observed_effect, observed_prob_change and verified"))
 
 
 HifDocumentSerializer = inline_serializer("HifDocument", {
@@ -234,7 +266,7 @@ class TraceDetailApi(APIView):
 
     @extend_schema(
         operation_id="trace_detail",
-        summary="Status, granularity, timings, counts and error of a trace",
+        summary="Status, granularity, timings, counts, error and verification of a trace",
         parameters=[TRACE_ID, RETRY_AFTER],
         responses={
             200: OpenApiResponse(TraceSummarySerializer, description="Where the trace stands", examples=[
@@ -243,6 +275,11 @@ class TraceDetailApi(APIView):
                     "model_name": "gpt2", "model_hash": "", "finalized": True,
                     "timings": {"load": 0.01, "sae_decode": 0.42, "attribute": 0.31, "build": 0.02, "persist": 0.01},
                     "counts": {"events": 3, "nodes": 8, "incidences": 4, "graph_bytes": 2841}, "error": None,
+                    "verification": {
+                        "value": "model", "shadow_model": "pydoc-gpt2", "shadow_skipped": None,
+                        "attribution_note": None, "verifier": "ablation", "top_k": 16, "checked": 16, "verified": 12,
+                        "budget_exhausted": 0, "spearman": 0.81, "top8_drop": 2.4, "random8_drop": 0.3,
+                        "drop_ratio": 8.0, "compared_windows": 9, "min_drop": 0.05, "seed": 0, "elapsed_ms": 84.2},
                     "created": "2026-11-28T08:00:00+00:00", "updated": "2026-11-28T08:00:02+00:00"})]),
             **NO_SUCH_TRACE,
             **api_key_errors(Scope.TRACES_READ),

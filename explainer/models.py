@@ -113,6 +113,9 @@ class Trace(models.Model):
     token_count = models.PositiveIntegerField(null=True, blank=True)
     layers = models.JSONField(default=list, blank=True)
     rows_extent = models.PositiveIntegerField(default=0)
+    # What the attribute stage valued (`value`: model, logit or cosine, and why not the model) and, with a shadow
+    # model, the verification by ablation: counts, Spearman of predicted against observed, top-8/random-8 drops.
+    verification = models.JSONField(default=dict, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -6,6 +6,7 @@ libraries' own input errors) are permanent: the trace fails with the message, th
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -21,12 +22,15 @@ from ingest.hooks import ShardsMissing, read_shards
 from . import services
 from .activations import decode_inline_activations
 from .selectors import dictionary_catalog
+from .shadow import shadow_inputs, shadow_model, verify_config
 from .shards import shard_client
 from .artifacts import ArtifactStore, configured_artifact_store
 from .graph_documents import StoredGraph, graph_delete, graph_store
 from .models import Stage, Trace
 from .text import sentence_windows
 from .trace_data import activation_payloads, completion_of
+
+log = logging.getLogger(__name__)
 
 
 class PipelineError(Exception):
@@ -206,12 +210,50 @@ def attribute_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeS
         ))
         labels[layer] = _labels(Path(dictionary.folder))
         unembedding = unembedding or _unembedding_near(Path(dictionary.folder))
-    result = attribution.attribute(
-        layers, granularity=trace.granularity, windows=[tuple(w) for w in info["windows"]],
-        token_ids=info["token_ids"], unembedding=unembedding, config=attribution_config(),
-        graph_config=hypergraph_config(), labels=labels, tokens=info["tokens"],
+    windows = [tuple(w) for w in info["windows"]]
+    inputs, why_not = _model_inputs(trace, layers)
+    through_model = None
+    if inputs is not None:
+        try:
+            through_model = _through_model(trace, layers, inputs, windows, labels, info["tokens"])
+        except Exception as exc:  # out of memory, a model the library cannot run: the trace keeps the other reading
+            log.exception("attribution through the shadow model failed for trace %s", trace.pk)
+            why_not = f"attribution through the shadow model failed: {type(exc).__name__}: {exc}"
+    if through_model is None:
+        result = attribution.attribute(
+            layers, granularity=trace.granularity, windows=windows, token_ids=info["token_ids"],
+            unembedding=unembedding, config=attribution_config(), graph_config=hypergraph_config(), labels=labels,
+            tokens=info["tokens"],
+        )
+        graph, verification = result.graph, {"value": result.value, "shadow_model": None, "shadow_skipped": why_not}
+    else:
+        graph, verification = through_model
+    store.save_arrays(trace.pk, "attribution", graph.to_arrays())
+    services.trace_record_verification(trace_pk=trace.pk, run_id=str(trace.run_id), verification=verification)
+
+
+def _model_inputs(trace: Trace, layers: list) -> tuple["attribution.ModelInputs | None", str]:
+    """The shadow pass's ids when SHADOW_MODEL is set and matches the trace, else None and why the trace keeps the
+    reading through the unembedding."""
+    model = shadow_model()
+    if model is None:
+        return None, "SHADOW_MODEL is not set"
+    inputs, why_not = shadow_inputs(model, completion=completion_of(trace), layers=layers)
+    return inputs, why_not or ""
+
+
+def _through_model(trace: Trace, layers: list, inputs: "attribution.ModelInputs", windows: list, labels: dict,
+                   tokens: list[str]) -> tuple["hif.Graph", dict]:
+    """Attribution through the shadow model, then verification of its strongest incidences by ablation."""
+    model = shadow_model().model
+    result = attribution.attribute_through_model(
+        layers, shadow=model, inputs=inputs, granularity=trace.granularity, windows=windows,
+        config=attribution_config(), graph_config=hypergraph_config(), labels=labels, tokens=tokens,
     )
-    store.save_arrays(trace.pk, "attribution", result.graph.to_arrays())
+    spans = attribution.window_spans(trace.granularity, windows, layers[0].n_positions)
+    checked = attribution.verify(result.graph, layers, model, inputs, spans, verify_config())
+    return checked.graph, {"value": result.value, "shadow_model": model.name, "shadow_skipped": None,
+                           "attribution_note": result.reason, **checked.summary}
 
 
 def _file_version(path: Path) -> tuple[int, int] | None:

@@ -77,6 +77,7 @@ def trace_summary(*, trace: Trace) -> dict:
             "graph_bytes": explanation.size_bytes if explanation else None,
         },
         "error": trace.error or None,
+        "verification": trace.verification or None,
         "created": trace.created.isoformat(),
         "updated": trace.updated.isoformat(),
     }

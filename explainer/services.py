@@ -283,6 +283,12 @@ def dead_letters_replay(*, ids: Iterable[int] | None = None, trace_id: str | Non
     return result
 
 
+def trace_record_verification(*, trace_pk: int, run_id: str, verification: dict) -> bool:
+    """Store what the attribute stage valued and how its graph verified, for this run only (a replay's new run id
+    leaves a stale stage's figures unwritten)."""
+    return bool(Trace.objects.filter(pk=trace_pk, run_id=run_id).update(verification=verification))
+
+
 # --- Deleting: one trace, a batch of expired ones, a tenant's ---------------------------------------------
 
 def trace_stored_data_delete(*, trace: Trace) -> None:

@@ -66,7 +66,8 @@ class Incidences:
     Attribution fills every column: each incidence says that `method` attributes window `window` (an index into
     `windows`, whose output tokens are members) to a feature, its first member; `weight` is |effect| normalised
     per window and layer, `se` NaN where unknown, `fallback` the code of the method saliency stands in for (-1:
-    none). Codes index `methods` and `values`. `Graph.from_records` fills weight and membership only (a member
+    none). Codes index `methods` and `values`. The verification columns are None until a verifier checked some
+    incidences by intervention (`attribution.verify`); then `verifier` codes index `verifiers`. `Graph.from_records` fills weight and membership only (a member
     is -1 where a dict names no node) and keeps the dicts in `records`; its attribution columns are None.
     """
 
@@ -81,9 +82,14 @@ class Incidences:
     se: np.ndarray | None = None  # [M] float64
     samples: np.ndarray | None = None  # [M] int64
     converged: np.ndarray | None = None  # [M] bool
+    observed: np.ndarray | None = None  # [M] float64, observed change of the target logit when ablated (NaN: none)
+    observed_prob: np.ndarray | None = None  # [M] float64, the same for the target's probability
+    verified: np.ndarray | None = None  # [M] bool
+    verifier: np.ndarray | None = None  # [M] int8, code into `verifiers` (-1: not checked)
     methods: tuple[str, ...] = ()
     windows: tuple[str, ...] = ()
     values: tuple[str, ...] = ()
+    verifiers: tuple[str, ...] = ()
     ids: list[str] | None = None
     records: list[dict] | None = None
     duplicates: int = 0
@@ -99,6 +105,7 @@ class Incidences:
 _NODE_COLUMNS = ("kind", "layer", "feature", "position", "activation")
 _INCIDENCE_COLUMNS = ("weight", "offsets", "members", "method", "window", "value", "fallback", "effect", "se",
                       "samples", "converged")
+_VERIFICATION_COLUMNS = ("observed", "observed_prob", "verified", "verifier")  # all four, or none
 _VOCABULARIES = ("methods", "windows", "values")
 
 
@@ -257,7 +264,22 @@ class Graph:
         fallback = inc.fallback[rows]
         for position in np.flatnonzero(fallback >= 0).tolist():
             out[position]["attributes"]["fallback_from"] = methods[fallback[position]]
+        if inc.verifier is not None:
+            self._emit_verification(rows, out)
         return out
+
+    def _emit_verification(self, rows: np.ndarray, out: list[dict]) -> None:
+        """`verifier` on every checked incidence; the observed changes and `verified` where a real forward pass ran
+        (an incidence the budget left unchecked says so and carries no numbers: they would be guesses)."""
+        inc = self.incidences
+        checked = np.flatnonzero(inc.verifier[rows] >= 0)
+        for position, row in zip(checked.tolist(), rows[checked].tolist()):
+            attributes = out[position]["attributes"]
+            attributes["verifier"] = inc.verifiers[inc.verifier[row]]
+            if inc.observed[row] == inc.observed[row]:  # not NaN
+                attributes["observed_effect"] = round(float(inc.observed[row]), 9)
+                attributes["observed_prob_change"] = round(float(inc.observed_prob[row]), 9)
+                attributes["verified"] = bool(inc.verified[row])
 
     # --- the artifact form ------------------------------------------------------------------------------
 
@@ -270,6 +292,9 @@ class Graph:
         arrays.update({f"incidences.{name}": getattr(self.incidences, name) for name in _INCIDENCE_COLUMNS})
         for name in _VOCABULARIES:
             arrays.update(_strings(f"incidences.{name}", getattr(self.incidences, name)))
+        if self.incidences.verifier is not None:
+            arrays.update({f"incidences.{name}": getattr(self.incidences, name) for name in _VERIFICATION_COLUMNS})
+            arrays.update(_strings("incidences.verifiers", self.incidences.verifiers))
         return arrays
 
     @classmethod
@@ -281,10 +306,20 @@ class Graph:
             incidences = Incidences(
                 **{name: np.asarray(arrays[f"incidences.{name}"]) for name in _INCIDENCE_COLUMNS},
                 **{name: tuple(_unstrings(arrays, f"incidences.{name}")) for name in _VOCABULARIES},
+                **_verification_of(arrays),
             )
         except KeyError as exc:
             raise ValueError(f"graph arrays lack {exc}") from None
         return cls(nodes, incidences)
+
+
+def _verification_of(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The verification columns `to_arrays` wrote, if the graph had them."""
+    if "incidences.verifier" not in arrays:
+        return {}
+    columns: dict[str, Any] = {name: np.asarray(arrays[f"incidences.{name}"]) for name in _VERIFICATION_COLUMNS}
+    columns["verifiers"] = tuple(_unstrings(arrays, "incidences.verifiers"))
+    return columns
 
 
 def _strings(name: str, strings: Sequence[str]) -> dict[str, np.ndarray]:
@@ -303,7 +338,8 @@ def _unstrings(arrays: dict[str, np.ndarray], name: str) -> list[str]:
 _DTYPES = {"kind": np.int8, "layer": np.int64, "feature": np.int64, "position": np.int64,
            "activation": np.float64, "weight": np.float64, "offsets": np.int64, "members": np.int64,
            "method": np.int8, "window": np.int64, "value": np.int8, "fallback": np.int8,
-           "effect": np.float64, "se": np.float64, "samples": np.int64, "converged": np.bool_}
+           "effect": np.float64, "se": np.float64, "samples": np.int64, "converged": np.bool_,
+           "observed": np.float64, "observed_prob": np.float64, "verified": np.bool_, "verifier": np.int8}
 
 
 def _check(graph: Graph) -> None:
@@ -312,8 +348,13 @@ def _check(graph: Graph) -> None:
     n, m = len(nodes.kind), len(inc.weight)
     columns = [(name, getattr(nodes, name), n) for name in _NODE_COLUMNS]
     columns.append(("offsets", inc.offsets, m + 1))
-    columns += [(name, getattr(inc, name), m) for name in _INCIDENCE_COLUMNS
+    columns += [(name, getattr(inc, name), m) for name in _INCIDENCE_COLUMNS + _VERIFICATION_COLUMNS
                 if name not in ("offsets", "members") and getattr(inc, name) is not None]
+    present = [getattr(inc, name) is not None for name in _VERIFICATION_COLUMNS]
+    if any(present) and not all(present):
+        raise ValueError(f"graph verification columns come together: {_VERIFICATION_COLUMNS}")
+    if all(present) and m and (inc.verifier.min() < -1 or inc.verifier.max() >= len(inc.verifiers)):
+        raise ValueError(f"graph incidence verifier codes exceed its {len(inc.verifiers)} names")
     columns.append(("members", inc.members, len(inc.members)))
     for name, column, length in columns:
         if column.dtype != _DTYPES[name] or column.shape != (length,):

@@ -212,6 +212,12 @@ DICT_NAME = env.str("DICT_NAME", default="sample")
 # `models/` folder holds `pydoc-gpt2`.
 MODEL_ROOT = env.str("MODEL_ROOT", default=str(BASE_DIR / "models"))
 
+# --- Shadow model -----------------------------------------------------------------------------------
+# A local transformers folder holding the model the traces come from; when set, workers load it once per process
+# and value features through every later layer, then verify the strongest by ablation (VERIFY_* in
+# attribution/config.py). Empty: attribution reads the residual through the unembedding (logit) or by cosine.
+SHADOW_MODEL = env.str("SHADOW_MODEL", default="")
+
 # --- REST framework and OpenAPI ---------------------------------------------------------------------
 # https://www.django-rest-framework.org/api-guide/settings/
 REST_FRAMEWORK = {

@@ -54,14 +54,16 @@ def lm_available(model_root: Path) -> tuple[LanguageModel | None, str]:
 
 
 def lm_service_env(lm: LanguageModel) -> dict[str, str]:
-    """The settings the worker and web processes need for this model's traces: its dictionary, and no supernodes.
+    """The settings the worker and web processes need for this model's traces: its dictionary, the model itself as
+    the worker's shadow model (attribution through every later layer, verified by ablation), and no supernodes.
 
     Why no supernodes: `label_features` names a feature's namespace after the kind of token it fires on (Word,
     Punctuation, Keyword, ...), so grouping by namespace would fold some 350 features of a trace into six clusters,
     each joined to nearly every output token. Ungrouped, every feature is drawn with its own label and is joined
     only to the tokens it drives (about 30 per token of some 350 features).
     """
-    return {"DICT_ROOT": str(lm.dict_root), "DICT_NAME": LM_NAME, "HG_GROUPING": "none"}
+    return {"DICT_ROOT": str(lm.dict_root), "DICT_NAME": LM_NAME, "HG_GROUPING": "none",
+            "SHADOW_MODEL": str(lm.folder)}
 
 
 def lm_traces_send(lm: LanguageModel, trace_ids: list[str], *, base_url: str, api_key: str, redis_url: str,

@@ -1,6 +1,7 @@
 """End-to-end fixtures: a live HTTP server (pytest-django) and a real Celery worker process on the test database."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 
 from hypergraph_site.demo import processes
 from ingest.client import IngestClient
+from tests.e2e.shadow_model import write_shadow_model
 
 WORKER_READY_TIMEOUT_S = 60
 
@@ -27,8 +29,11 @@ def e2e_dirs(tmp_path_factory) -> dict[str, Path]:
     from hypergraph_site.demo.samples import write_dictionary
 
     root = tmp_path_factory.mktemp("e2e")
-    dirs = {"dict_root": root / "dicts", "artifacts": root / "artifacts", "log": root / "worker.log"}
+    dirs = {"dict_root": root / "dicts", "artifacts": root / "artifacts", "log": root / "worker.log",
+            "shadow": root / "shadow-gpt2"}
     write_dictionary(dirs["dict_root"], name="sample")
+    if importlib.util.find_spec("transformers") is not None:  # the model extra; test_shadow skips without it
+        write_shadow_model(dirs["shadow"])
     return dirs
 
 
@@ -52,6 +57,10 @@ def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs, graph_ro
         "GRAPH_ROOT": str(graph_root),
         "DEV_MODE": "1",
         "TASK_RETRY_WINDOW_S": "5",
+        # Traces of other models fall back to the unembedding reading: the shadow's residuals do not match theirs.
+        "SHADOW_MODEL": str(e2e_dirs["shadow"]) if e2e_dirs["shadow"].exists() else "",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }
     worker = processes.start_worker(e2e_dirs["log"], env=env, concurrency=2)

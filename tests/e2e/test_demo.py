@@ -27,11 +27,12 @@ ROOT = Path(__file__).resolve().parents[2]
 WITH_LM = all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
 DEMO_IDS = list(LM_IDS) if WITH_LM else [trace_id for trace_id, *_ in SAMPLE_TRACES]
 SERVING = "Servers keep running"
-STATE = ("import json; from explainer.models import ApiKey, Explanation, Trace; print(json.dumps({"
+STATE = ("import json; from explainer.models import ApiKey, Explanation, Trace; "
+         "from explainer.graph_documents import graph_load; print(json.dumps({"
          "'statuses': dict(Trace.objects.values_list('trace_id', 'status')), "
          "'keys': list(ApiKey.objects.filter(tenant__slug='demo').values_list('name', 'revoked')), "
          "'values': sorted({i['attributes']['value'] for e in Explanation.objects.all() "
-         "for i in e.document['incidences']})}))")
+         "for i in graph_load(explanation=e)['incidences']})}))")
 
 
 def _table_rows(stdout: str) -> dict[str, list[str]]:
@@ -155,5 +156,5 @@ def test_demo_explains_every_trace_stops_every_child_on_a_signal_and_reruns_with
     state = json.loads(state.stdout.strip().splitlines()[-1])
     assert state["statuses"] == {trace_id: "complete" for trace_id in DEMO_IDS}
     assert state["keys"] == [["demo", False]]  # three runs, one key
-    # the language model's dictionary ships its unembedding: attribution values are its logits
-    assert state["values"] == (["logit"] if WITH_LM else ["cosine"])
+    # the worker has the language model itself: attribution values go through it (the sample has no model)
+    assert state["values"] == (["model"] if WITH_LM else ["cosine"])

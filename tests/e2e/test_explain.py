@@ -55,6 +55,7 @@ def test_sample_trace_is_explained_end_to_end(http, trace_id):
     expected_method = {"sentence": "acdc", "token": "shapley"}[events[0]["granularity"]]
     assert {inc["metadata"]["method"] for inc in doc["incidences"]} == {expected_method}
     assert {inc["attributes"]["value"] for inc in doc["incidences"]} == {"cosine"}
+    assert summary["verification"]["value"] == "cosine" and summary["verification"]["shadow_skipped"]
     assert all(inc["metadata"]["window"].startswith(("sent-", "tok-")) for inc in doc["incidences"])
 
     stored = Trace.objects.get(trace_id=trace_id).explanation

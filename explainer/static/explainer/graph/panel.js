@@ -125,6 +125,11 @@ export function incidencePanel(selection) {
   ];
   if (attrs.value) rows.push(["value", escapeHtml(attrs.value)]);
   if (typeof attrs.se === "number") rows.push(["std. error", number(attrs.se, 4)]);
+  if (attrs.verifier) rows.push(["verifier", escapeHtml(attrs.verifier)]);
+  if (typeof attrs.observed_effect === "number") {
+    rows.push(["observed effect", escapeHtml(attrs.observed_effect.toPrecision(4))]);
+    rows.push(["verified", attrs.verified ? "yes" : "no"]);
+  }
   const list = members.map((n) => `<li><a href="#" data-focus="${escapeHtml(n.id)}">${escapeHtml(n.label)}</a>`
     + ` <span class="hg-muted">${escapeHtml(KIND_NAMES[n.kind])}</span></li>`).join("");
   return `<p class="hg-kicker">${members.length > 2 ? "Hyperedge" : "Incidence"}</p><h2><code>${escapeHtml(inc.id)}</code></h2>`
