@@ -40,7 +40,8 @@ def e2e_dirs(tmp_path_factory):
     from hypergraph_site.demo.samples import write_dictionary
 
     root = tmp_path_factory.mktemp("browser")
-    dirs = {"dict_root": root / "dicts", "artifacts": root / "artifacts", "log": root / "worker.log"}
+    dirs = {"dict_root": root / "dicts", "artifacts": root / "artifacts", "log": root / "worker.log",
+            "shadow": root / "no-shadow-model"}  # never written: the browser tests' worker runs without one
     write_dictionary(dirs["dict_root"], name="sample")
     folder = dictionary_layer_folder(dirs["dict_root"], "sample", LAYER)
     labels = browser_labels()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,11 @@ def test_two_workers_with_no_shared_folder_complete_the_chain(s3_stack, workers,
     assert not gpu_root.exists() and not cpu_root.exists()  # the arrays went through S3, never a disk
     explanation, data = _stored(bucket, "sample-biology")
     assert explanation.object_key.startswith("hypergraph/alice/")
-    assert bucket.keys() == [explanation.object_key]  # the artifacts were deleted once the graph was stored
+    # The artifacts are deleted right after the trace is marked complete, so wait for the worker to get there.
+    deadline = time.monotonic() + 10
+    while bucket.keys() != [explanation.object_key] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert bucket.keys() == [explanation.object_key]
     status, document = http.get("/v1/traces/sample-biology/graph")
     assert status == 200 and hif.dumps_canonical(document) == data and hif.validate_hif(document) == []
 
