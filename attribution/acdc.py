@@ -198,9 +198,10 @@ class AcdcWindow:
         base, mass = self.row_start[pos], self.row_start[pos + 1] - self.row_start[pos]
         # The group's slots so far as flat indices, in increasing order; -1 (weight 0) where there is none.
         low, high = row + self.occ_s[occ], np.full(b, -1)
+        newest_w = self._slot_weight(low)  # weight of the slot most recently added to each group
         for j in range(1, partners + 1):
             low_w, high_w = self._slot_weight(low), self._slot_weight(high)
-            mass = mass - (low_w if j == 1 else last_w)  # the mass left once the group's slots are taken out
+            mass = mass - newest_w  # the mass left once the group's slots are taken out
             draw = base + self.rng.random(b) * mass
             draw = draw + np.where(draw >= self.act_cum[low] - low_w, low_w, 0.0)
             draw = draw + np.where((high >= 0) & (draw >= self.act_cum[high] - high_w), high_w, 0.0)
@@ -208,7 +209,7 @@ class AcdcWindow:
             ok = (mass > 0) & (sizes > j) & (picked != low) & (picked != high)
             members[:, j] = np.where(ok, self.local_flat[picked], -1)
             picked = np.where(ok, picked, -1)
-            last_w = self._slot_weight(picked)
+            newest_w = self._slot_weight(picked)
             low, high = np.where(ok & (picked < low), picked, low), np.where(ok & (picked < low), low, picked)
         return members
 
@@ -239,7 +240,7 @@ class AcdcWindow:
 
     def _sparse_effects(self, members: np.ndarray) -> np.ndarray:
         """`_anchor_effects` touching only the positions where the members fire, for windows too long for tables."""
-        t, n_pos, u = self.terms, len(self.positions), self.n_features
+        t, n_pos = self.terms, len(self.positions)
         g_b, g_j = np.nonzero(members >= 0)
         feat = members[g_b, g_j]
         counts = self.occ_ptr[feat + 1] - self.occ_ptr[feat]
