@@ -17,10 +17,16 @@ def graph_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _graphs_in_a_test_folder(settings, graph_root):
-    """Graph documents written by a test go to a temporary folder, never the checkout's var/graphs."""
+def _graphs_in_a_test_folder(request, graph_root):
+    """Graph documents written by a test go to a temporary folder, never the checkout's var/graphs.
+
+    Only where pytest-django runs: the SAELens oracle test runs in a venv of its own, without Django.
+    """
+    if not request.config.pluginmanager.hasplugin("django"):
+        return
     from hypergraph_site.storage import local_storage
 
+    settings = request.getfixturevalue("settings")
     settings.STORAGES = {**settings.STORAGES, "graphs": local_storage(graph_root)}
 
 
