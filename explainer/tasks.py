@@ -72,8 +72,8 @@ def stage_persist(trace_pk: int, run_id: str) -> None:
 
 @worker_init.connect
 def _note_worker_shape(sender=None, **kwargs) -> None:
-    """Remember the queues this worker takes, commit stage transitions asynchronously, and share the cores between
-    the pool processes' BLAS threads."""
+    """Remember the queues this worker takes, commit stage transitions asynchronously, and in a prefork pool share
+    the cores between the processes' BLAS threads and skip the decode service's wait for a batch."""
     global _consumed_queues, _blas_threads
     _consumed_queues = frozenset(sender.app.amqp.queues.consume_from or ())
     if settings.WORKER_ASYNC_COMMIT:
@@ -81,6 +81,9 @@ def _note_worker_shape(sender=None, **kwargs) -> None:
     pool = sender.pool_cls  # a name ("prefork") or the class, depending on how the worker was started
     if "prefork" in str(getattr(pool, "__module__", pool)):
         _blas_threads = max(1, (os.cpu_count() or 1) // max(1, int(sender.concurrency or 1)))
+        # A prefork process decodes one trace at a time, so a decode never finds company to batch with: waiting
+        # for it would only delay every trace. An explicit SAE_MAX_WAIT_MS still wins.
+        os.environ.setdefault("SAE_MAX_WAIT_MS", "0")
 
 
 def _commit_asynchronously(sender, connection, **kwargs) -> None:
