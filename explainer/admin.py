@@ -40,6 +40,19 @@ def trace_link(trace: Trace) -> SafeString:
     return format_html('<a href="{}">{}</a>', url, trace.trace_id)
 
 
+class OfTraceColumns:
+    """The trace and tenant columns of an admin whose rows belong to a trace (events, explanations, dead
+    letters)."""
+
+    @admin.display(description="trace", ordering="trace__trace_id")
+    def trace_column(self, row: TraceEvent | Explanation | DeadLetter) -> SafeString:
+        return trace_link(row.trace)
+
+    @admin.display(description="tenant", ordering="trace__tenant__slug")
+    def tenant_slug(self, row: TraceEvent | Explanation | DeadLetter) -> str:
+        return row.trace.tenant.slug
+
+
 def explanation_of(trace: Trace) -> Explanation | None:
     """The trace's explanation as the list's join fetched it; None before the trace is complete."""
     try:
@@ -239,7 +252,7 @@ class TraceAdmin(TenantScopedAdmin):
 
 
 @admin.register(TraceEvent)
-class TraceEventAdmin(TenantScopedAdmin):
+class TraceEventAdmin(OfTraceColumns, TenantScopedAdmin):
     tenant_path = "trace__tenant"
     list_display = ("trace_column", "tenant_slug", "event_type", "granularity", "summary", "received")
     list_display_links = ("received",)  # the trace column links to the trace
@@ -262,14 +275,6 @@ class TraceEventAdmin(TenantScopedAdmin):
         event = super().get_object(request, object_id, from_field)
         return with_event_summary(TraceEvent.objects.select_related("trace__tenant")).get(pk=event.pk)
 
-    @admin.display(description="trace", ordering="trace__trace_id")
-    def trace_column(self, event: TraceEvent) -> SafeString:
-        return trace_link(event.trace)
-
-    @admin.display(description="tenant", ordering="trace__tenant__slug")
-    def tenant_slug(self, event: TraceEvent) -> str:
-        return event.trace.tenant.slug
-
     @admin.display(description="what it carried")
     def summary(self, event: TraceEvent) -> str:
         return event_summary(event)
@@ -278,7 +283,7 @@ class TraceEventAdmin(TenantScopedAdmin):
 # --- Explanations and dead letters --------------------------------------------------------------------
 
 @admin.register(Explanation)
-class ExplanationAdmin(TenantScopedAdmin):
+class ExplanationAdmin(OfTraceColumns, TenantScopedAdmin):
     tenant_path = "trace__tenant"
     list_display = ("trace_column", "tenant_slug", "node_count", "incidence_count", "size", "created", "graph")
     list_display_links = ("created",)
@@ -294,14 +299,6 @@ class ExplanationAdmin(TenantScopedAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # The document can be megabytes: the list never reads it, the page reads only its meta.
         return super().get_queryset(request).select_related("trace__tenant").defer("document")
-
-    @admin.display(description="trace", ordering="trace__trace_id")
-    def trace_column(self, explanation: Explanation) -> SafeString:
-        return trace_link(explanation.trace)
-
-    @admin.display(description="tenant", ordering="trace__tenant__slug")
-    def tenant_slug(self, explanation: Explanation) -> str:
-        return explanation.trace.tenant.slug
 
     @admin.display(description="size", ordering="size_bytes")
     def size(self, explanation: Explanation) -> str:
@@ -336,7 +333,7 @@ class ReplayedFilter(admin.SimpleListFilter):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(TenantScopedAdmin):
+class DeadLetterAdmin(OfTraceColumns, TenantScopedAdmin):
     tenant_path = "trace__tenant"
     list_display = ("trace_column", "tenant_slug", "stage", "reason", "created", "replayed_at", "quarantined")
     list_display_links = ("created",)
@@ -355,14 +352,6 @@ class DeadLetterAdmin(TenantScopedAdmin):
 
     def has_rerun_permission(self, request: HttpRequest) -> bool:
         return admin_scope(request).can_view
-
-    @admin.display(description="trace", ordering="trace__trace_id")
-    def trace_column(self, dead_letter: DeadLetter) -> SafeString:
-        return trace_link(dead_letter.trace)
-
-    @admin.display(description="tenant", ordering="trace__tenant__slug")
-    def tenant_slug(self, dead_letter: DeadLetter) -> str:
-        return dead_letter.trace.tenant.slug
 
     @admin.action(description="Re-run the selected dead-lettered traces", permissions=["rerun"])
     def rerun(self, request: HttpRequest, queryset: QuerySet) -> None:
