@@ -65,6 +65,7 @@ class AcdcWindow:
         self.total = np.zeros((2, u))
         self.total_sq = np.zeros((2, u))
         self.round, self.cursor = 0, 0
+        self.pending = np.arange(u)  # round 0 tests every feature alone
         if u == 0:  # nothing fires in this window on this layer
             self.round, self.done = 1, True
             return True
@@ -142,8 +143,6 @@ class AcdcWindow:
         """
         began = time.perf_counter()
         u = self.n_features
-        if self.cursor == 0:
-            self.pending = np.arange(u) if self.round == 0 else self._unsettled()
         n = len(self.pending)
         chunk = max(1, int(RECORDS_PER_STEP // (MEMBERS * max(1.0, self.mean_occ))))
         if self.round > 0 and self.cursor == 0 and 0 < n <= chunk:
@@ -166,6 +165,7 @@ class AcdcWindow:
             self.total_sq += np.bincount(flat, weights=effects * effects, minlength=2 * u).reshape(2, u)
         if self.cursor >= n:
             self.round, self.cursor = self.round + 1, 0
+            self.pending = self._unsettled()  # the next round's anchors, and what the stopping rule asks
             self._check_stop()
         self.step_cost = time.perf_counter() - began
 
@@ -301,7 +301,7 @@ class AcdcWindow:
         return phi, se
 
     def _check_stop(self) -> None:
-        self.done = self.round >= self.max_rounds or self.converged
+        self.done = self.round >= self.max_rounds or (self.round >= 1 + 2 * MIN_TESTS and len(self.pending) == 0)
 
     @property
     def converged(self) -> bool:
