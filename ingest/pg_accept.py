@@ -6,8 +6,9 @@ the trace without one, checks the event against that snapshot in Python, and the
 event in one statement (a data-modifying CTE, atomic by itself in autocommit) whose UPDATE holds only while the
 columns the checks read are still what was read. If another request changed them in between, the statement writes
 nothing and the caller reads again (optimistic concurrency); a new trace is inserted `ON CONFLICT DO NOTHING`, so two
-requests creating one trace cannot both win either. The rows are built from model instances with Django's own field
-preparation, so defaults, `auto_now` and JSON adaptation stay exactly the ORM's.
+requests creating one trace cannot both win either. A trace row's values go through Django's own field preparation,
+so defaults, `auto_now` and JSON adaptation stay exactly the ORM's, without the cost of a model instance; an event's
+payload is stored as the canonical JSON its hash was computed over, so it is serialized once.
 
 An activations event for a trace that exists needs no read at all: its checks are simple enough to be the UPDATE's
 own condition (`trace_add_activations`); only when that condition fails does the caller read the trace to say why.
@@ -18,9 +19,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal
+from typing import Any, Literal, Mapping
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 from django.utils import timezone
 
@@ -62,19 +63,39 @@ def trace_snapshot(*, tenant_id: int, trace_id: str, digest: str) -> TraceSnapsh
                          rows_extent=rows_extent, duplicate=duplicate)
 
 
-def trace_create_with_event(*, trace: Trace, event: TraceEvent) -> bool:
-    """Insert a new trace and its first event in one statement; False when the trace exists already."""
-    trace_columns, trace_params = _row(trace, add=True)
-    event_columns, event_params = _row(event, add=True, skip=("trace",))
+@dataclass(frozen=True)
+class EventRow:
+    """An event as it is stored: `payload_json` is the payload's canonical JSON, the text its hash covers."""
+
+    event_type: str
+    event_hash: str
+    granularity: str
+    payload_json: str
+
+    def params(self) -> list:
+        """Values for `_EVENT_COLUMNS`, in order."""
+        received = TraceEvent._meta.get_field("received").get_db_prep_save(timezone.now(), connection)
+        return [self.event_type, self.event_hash, self.granularity, self.payload_json, received]
+
+
+# The columns an event row is inserted with (the trace's id comes first, from the statement itself).
+_EVENT_COLUMNS = ("event_type", "event_hash", "granularity", "payload", "received")
+
+
+def trace_create_with_event(*, values: Mapping[str, Any], event: EventRow) -> bool:
+    """Insert a new trace (`values` by attribute name; the rest take their defaults) and its first event in one
+    statement; False when the trace exists already."""
+    trace_columns, trace_params = _trace_row(values)
+    event_params = event.params()
     sql = (f"WITH t AS (INSERT INTO {_quoted(Trace._meta.db_table)} ({trace_columns}) "
            f"VALUES ({_placeholders(trace_params)}) ON CONFLICT DO NOTHING RETURNING id), "
-           f"e AS (INSERT INTO {_quoted(TraceEvent._meta.db_table)} (trace_id, {event_columns}) "
+           f"e AS (INSERT INTO {_quoted(TraceEvent._meta.db_table)} (trace_id, {_event_columns()}) "
            f"SELECT t.id, {_placeholders(event_params)} FROM t) "
            f"SELECT count(*) FROM t")
     return _count(sql, [*trace_params, *event_params]) == 1
 
 
-def trace_update_with_event(*, snapshot: TraceSnapshot, changes: dict, event: TraceEvent) -> bool:
+def trace_update_with_event(*, snapshot: TraceSnapshot, changes: dict, event: EventRow) -> bool:
     """Apply `changes` to the trace and insert the event in one statement, only if the trace is still as
     `snapshot` saw it (open, same summary); False when it changed meanwhile and nothing was written."""
     fields = [Trace._meta.get_field(name) for name in changes]
@@ -98,7 +119,7 @@ _LAYERS_WITH = ("(SELECT coalesce(jsonb_agg(v ORDER BY v), '[]'::jsonb) FROM (SE
 
 
 def trace_add_activations(*, tenant_id: int, trace_id: str, layers: list[int], extent: int, max_layers: int,
-                          event: TraceEvent) -> Literal["stored", "duplicate"] | None:
+                          event: EventRow) -> Literal["stored", "duplicate"] | None:
     """Add an activations event to an existing open trace in one statement, with no read first.
 
     The UPDATE holds only where the event passes every accept check: the trace is open, the rows end within the
@@ -120,12 +141,12 @@ def trace_add_activations(*, tenant_id: int, trace_id: str, layers: list[int], e
     return "stored" if inserted else "duplicate"
 
 
-def _update_with_event(update: str, params: list, event: TraceEvent) -> tuple[int, int]:
+def _update_with_event(update: str, params: list, event: EventRow) -> tuple[int, int]:
     """Run `update` (an UPDATE … RETURNING id of at most one trace) and insert `event` into the trace it updated,
     in one statement; (traces updated, events inserted). An event the trace has already is not inserted again."""
-    event_columns, event_params = _row(event, add=True, skip=("trace",))
+    event_params = event.params()
     sql = (f"WITH t AS ({update}), "
-           f"e AS (INSERT INTO {_quoted(TraceEvent._meta.db_table)} (trace_id, {event_columns}) "
+           f"e AS (INSERT INTO {_quoted(TraceEvent._meta.db_table)} (trace_id, {_event_columns()}) "
            f"SELECT t.id, {_placeholders(event_params)} FROM t ON CONFLICT DO NOTHING RETURNING id) "
            f"SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM e)")
     with connection.cursor() as cursor:
@@ -137,17 +158,34 @@ def _layers_field():
     return Trace._meta.get_field("layers")
 
 
-def _row(instance: Model, *, add: bool, skip: tuple[str, ...] = ()) -> tuple[str, list]:
-    """The quoted column list and prepared values of an unsaved instance, as `Model.save()` would insert them."""
-    columns, fields = _insert_fields(type(instance), skip)
-    return columns, [f.get_db_prep_save(f.pre_save(instance, add), connection) for f in fields]
+def _trace_row(values: Mapping[str, Any]) -> tuple[str, list]:
+    """The quoted column list and prepared values of a new trace, as `Trace(**values).save()` would insert them:
+    absent fields take their defaults, and `auto_now`/`auto_now_add` dates are now."""
+    columns, fields = _insert_fields(Trace)
+    now = timezone.now()
+    database = connections[DEFAULT_DB_ALIAS]  # the connection itself: `connection` is a proxy, costly per access
+    params = []
+    for field in fields:
+        if field.attname in values:
+            value = values[field.attname]
+        elif getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            value = now
+        else:
+            value = field.get_default()
+        params.append(field.get_db_prep_save(value, database))
+    return columns, params
 
 
 @cache
-def _insert_fields(model: type[Model], skip: tuple[str, ...]) -> tuple[str, tuple]:
-    """A model's inserted fields (all but the primary key and `skip`) and their quoted column list, worked out once."""
-    fields = tuple(f for f in model._meta.concrete_fields if not f.primary_key and f.name not in skip)
+def _insert_fields(model: type[Model]) -> tuple[str, tuple]:
+    """A model's inserted fields (all but the primary key) and their quoted column list, worked out once."""
+    fields = tuple(f for f in model._meta.concrete_fields if not f.primary_key)
     return ", ".join(_quoted(f.column) for f in fields), fields
+
+
+@cache
+def _event_columns() -> str:
+    return ", ".join(_quoted(TraceEvent._meta.get_field(name).column) for name in _EVENT_COLUMNS)
 
 
 def _quoted(name: str) -> str:

@@ -49,12 +49,21 @@ class AcceptResult:
     duplicate: bool
 
 
-def event_hash(event: IngestEvent) -> str:
-    canonical = json.dumps(
-        {"event_type": event.event_type, "payload": event.payload, "granularity": event.granularity},
-        sort_keys=True, separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def _canonical(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def event_row(event: IngestEvent) -> pg_accept.EventRow:
+    """The event as stored, with its hash: sha256 of the canonical JSON of its type, granularity and payload.
+
+    The payload is serialized once: that text is stored, and hashed inside the canonical object, written out here
+    with its keys in sorted order exactly as `json.dumps(..., sort_keys=True)` would.
+    """
+    payload_json = _canonical(event.payload)
+    canonical = (f'{{"event_type":{_canonical(event.event_type)},"granularity":{_canonical(event.granularity)},'
+                 f'"payload":{payload_json}}}')
+    return pg_accept.EventRow(event_type=event.event_type, event_hash=hashlib.sha256(canonical.encode()).hexdigest(),
+                              granularity=event.granularity or "", payload_json=payload_json)
 
 
 def event_accept(*, tenant, event: IngestEvent) -> AcceptResult:
@@ -65,20 +74,20 @@ def event_accept(*, tenant, event: IngestEvent) -> AcceptResult:
     """
     _check_dictionary(event)
     broker_check(reuse_s=0.0 if event.finalizes else BROKER_PING_REUSE_S)
-    digest = event_hash(event)
+    row = event_row(event)
     if connection.vendor == "postgresql" and not event.finalizes:
         for _ in range(OPTIMISTIC_TRIES):
-            result = _accept_unlocked(tenant, event, digest)
+            result = _accept_unlocked(tenant, event, row)
             if result is not None:
                 return result
     try:
-        return _accept(tenant, event, digest)
+        return _accept(tenant, event, row)
     except IntegrityError:
         # A concurrent request created the same trace or event first; the retry sees its rows.
-        return _accept(tenant, event, digest)
+        return _accept(tenant, event, row)
 
 
-def _accept_unlocked(tenant, event: IngestEvent, digest: str) -> AcceptResult | None:
+def _accept_unlocked(tenant, event: IngestEvent, row: pg_accept.EventRow) -> AcceptResult | None:
     """Accept without a lock (PostgreSQL); None when a concurrent request changed the trace first.
 
     A completion is tried as a new trace first, with no read: clients send it first (`capture_and_send` does), so
@@ -86,38 +95,32 @@ def _accept_unlocked(tenant, event: IngestEvent, digest: str) -> AcceptResult | 
     round trip too. The read comes only when those writes do not apply.
     """
     accepted = AcceptResult(trace_id=event.trace_id, status=TraceStatus.OPEN, duplicate=False)
-    if event.event_type == "completion" and _create(tenant, event, digest):
+    if event.event_type == "completion" and _create(tenant, event, row):
         return accepted
     if event.event_type == "activations":
         outcome = pg_accept.trace_add_activations(
             tenant_id=tenant.pk, trace_id=event.trace_id, layers=_layers(event.payload),
-            extent=_extent(event.payload)[1], max_layers=settings.MAX_LAYERS, event=_event_row(event, digest))
+            extent=_extent(event.payload)[1], max_layers=settings.MAX_LAYERS, event=row)
         if outcome is not None:
             return AcceptResult(trace_id=event.trace_id, status=TraceStatus.OPEN, duplicate=outcome == "duplicate")
-    snapshot = pg_accept.trace_snapshot(tenant_id=tenant.pk, trace_id=event.trace_id, digest=digest)
+    snapshot = pg_accept.trace_snapshot(tenant_id=tenant.pk, trace_id=event.trace_id, digest=row.event_hash)
     if snapshot is None:
-        return accepted if _create(tenant, event, digest) else None
+        return accepted if _create(tenant, event, row) else None
     if snapshot.duplicate:
         return AcceptResult(trace_id=event.trace_id, status=snapshot.status, duplicate=True)
     _check_open(event.trace_id, snapshot.status, snapshot.finalized)
-    written = pg_accept.trace_update_with_event(snapshot=snapshot, changes=_summary(snapshot, event),
-                                                event=_event_row(event, digest))
+    written = pg_accept.trace_update_with_event(snapshot=snapshot, changes=_summary(snapshot, event), event=row)
     return accepted if written else None
 
 
-def _create(tenant, event: IngestEvent, digest: str) -> bool:
-    trace = Trace(tenant=tenant, trace_id=event.trace_id, **_summary(None, event))
-    return pg_accept.trace_create_with_event(trace=trace, event=_event_row(event, digest))
+def _create(tenant, event: IngestEvent, row: pg_accept.EventRow) -> bool:
+    values = {"tenant_id": tenant.pk, "trace_id": event.trace_id, **_summary(None, event)}
+    return pg_accept.trace_create_with_event(values=values, event=row)
 
 
-def _event_row(event: IngestEvent, digest: str) -> TraceEvent:
-    return TraceEvent(event_type=event.event_type, event_hash=digest, granularity=event.granularity or "",
-                      payload=event.payload)
-
-
-def _accept(tenant, event: IngestEvent, digest: str) -> AcceptResult:
+def _accept(tenant, event: IngestEvent, row: pg_accept.EventRow) -> AcceptResult:
     with transaction.atomic():
-        duplicate = Exists(TraceEvent.objects.filter(trace=OuterRef("pk"), event_hash=digest))
+        duplicate = Exists(TraceEvent.objects.filter(trace=OuterRef("pk"), event_hash=row.event_hash))
         trace = (Trace.objects.select_for_update(of=("self",)).filter(tenant=tenant, trace_id=event.trace_id)
                  .annotate(duplicate=duplicate).first())
         if trace is not None and trace.duplicate:
@@ -129,9 +132,8 @@ def _accept(tenant, event: IngestEvent, digest: str) -> AcceptResult:
             trace = Trace.objects.create(tenant=tenant, trace_id=event.trace_id, **summary)
         else:  # also when nothing else changes: `updated` dates the last event, for TRACE_OPEN_TTL_S
             Trace.objects.filter(pk=trace.pk).update(**summary, updated=timezone.now())
-        row = _event_row(event, digest)
-        row.trace = trace
-        row.save()
+        TraceEvent.objects.create(trace=trace, event_type=row.event_type, event_hash=row.event_hash,
+                                  granularity=row.granularity, payload=event.payload)
         if event.finalizes:
             trace_start_run(trace=trace)
             trace.refresh_from_db(fields=["status"])

@@ -12,7 +12,7 @@ from django.db import connection
 
 from explainer.models import Trace, TraceEvent
 from ingest import pg_accept
-from ingest.services import event_accept, event_hash
+from ingest.services import event_accept, event_row
 from ingest.validation import validate_event
 from tests.api.test_ingest import activations, completion
 
@@ -69,12 +69,12 @@ def test_a_write_after_the_trace_changed_writes_nothing(alice):
     tenant, _ = alice
     event_accept(tenant=tenant, event=validate_event(activations("stale", rows=2, layer=3)))
     late = validate_event(activations("stale", rows=3, layer=5))
-    digest = event_hash(late)
+    row = event_row(late)
+    digest = row.event_hash
     snapshot = pg_accept.trace_snapshot(tenant_id=tenant.pk, trace_id="stale", digest=digest)
     event_accept(tenant=tenant, event=validate_event(activations("stale", rows=2, layer=4)))  # meanwhile
     written = pg_accept.trace_update_with_event(
-        snapshot=snapshot, changes={"layers": [3, 5], "rows_extent": 3},
-        event=TraceEvent(event_type="activations", event_hash=digest, payload=late.payload))
+        snapshot=snapshot, changes={"layers": [3, 5], "rows_extent": 3}, event=row)
     assert written is False
     trace = Trace.objects.get(trace_id="stale")
     assert (trace.layers, trace.rows_extent) == ([3, 4], 2)
