@@ -96,3 +96,27 @@ class VerifyConfig:
             budget_ms=float(env.get("VERIFY_BUDGET_MS", default.budget_ms)),
             random_seed=int(env.get("ATTR_RANDOM_SEED", default.random_seed)),
         )
+
+
+@dataclass(frozen=True)
+class ConceptConfig:
+    """How concepts are found in a prompt (`attribution.concepts`).
+
+    `spacy_model` names an installed trained spaCy pipeline (a package name or a folder) whose entities are used;
+    empty, a blank English pipeline with our rules runs instead, so nothing is ever downloaded. At most
+    `max_concepts` are kept, the first in text order.
+    """
+
+    spacy_model: str = ""
+    max_concepts: int = 128
+
+    def __post_init__(self) -> None:
+        if self.max_concepts < 1:
+            raise ValueError("CONCEPT_MAX must be at least 1")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ConceptConfig":
+        env = os.environ if environ is None else environ
+        default = cls()
+        return cls(spacy_model=env.get("SPACY_MODEL", default.spacy_model).strip(),
+                   max_concepts=int(env.get("CONCEPT_MAX", default.max_concepts)))
