@@ -120,3 +120,52 @@ class ConceptConfig:
         default = cls()
         return cls(spacy_model=env.get("SPACY_MODEL", default.spacy_model).strip(),
                    max_concepts=int(env.get("CONCEPT_MAX", default.max_concepts)))
+
+
+@dataclass(frozen=True)
+class InteractionConfig:
+    """How hard the search for interacting concepts may work (`attribution.interactions`).
+
+    `groups` rounds each draw `candidates` groups of 2..`group_size` concepts and keep the one whose joint masking
+    shows the most synergy; an edge needs `min_synergy` (probability). The search stops after `low_gain_streak`
+    rounds whose best synergy gains less than `min_gain`, at `max_calls` model evaluations (cache hits are free), at
+    `max_edges` edges, or when `budget_ms` is spent. `cache_size` masked prompts' probabilities are remembered.
+    """
+
+    groups: int = 24
+    group_size: int = 3
+    candidates: int = 3
+    min_synergy: float = 0.05
+    max_edges: int = 16
+    max_calls: int = 500
+    low_gain_streak: int = 5
+    min_gain: float = 0.01
+    cache_size: int = 10_000
+    budget_ms: float = 1500.0
+    random_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.group_size not in (2, 3):
+            raise ValueError("INTERACTION_GROUP_SIZE must be 2 or 3")
+        for name in ("groups", "candidates", "max_edges", "max_calls", "low_gain_streak", "cache_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"interaction setting {name} must be at least 1")
+        if self.budget_ms <= 0:
+            raise ValueError("INTERACTION_BUDGET_MS must be positive")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "InteractionConfig":
+        env = os.environ if environ is None else environ
+        default = cls()
+        return cls(
+            groups=int(env.get("INTERACTION_GROUPS", default.groups)),
+            group_size=int(env.get("INTERACTION_GROUP_SIZE", default.group_size)),
+            min_synergy=float(env.get("INTERACTION_MIN_SYNERGY", default.min_synergy)),
+            max_edges=int(env.get("INTERACTION_MAX_EDGES", default.max_edges)),
+            max_calls=int(env.get("COST_MAX_SHADOW_CALLS", default.max_calls)),
+            low_gain_streak=int(env.get("LOW_GAIN_MAX_STREAK", default.low_gain_streak)),
+            min_gain=float(env.get("COST_MIN_GAIN", default.min_gain)),
+            cache_size=int(env.get("COST_CACHE_SIZE", default.cache_size)),
+            budget_ms=float(env.get("INTERACTION_BUDGET_MS", default.budget_ms)),
+            random_seed=int(env.get("ATTR_RANDOM_SEED", default.random_seed)),
+        )

@@ -124,6 +124,20 @@ class TorchShadow:
             probs = self._gather(torch.log_softmax(logits.float(), dim=-1), targets).exp()
         return chosen.float().cpu().numpy().astype(np.float64), probs.cpu().numpy().astype(np.float64)
 
+    def next_token_probabilities(self, prompts: Sequence[np.ndarray], target: int) -> np.ndarray:
+        """P(target | prompt) after each prompt (`interactions.TargetModel`); prompts of one length share a pass."""
+        import torch
+
+        out = np.empty(len(prompts), dtype=np.float64)
+        by_length: dict[int, list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            by_length.setdefault(len(prompt), []).append(i)
+        with self.lock, torch.no_grad():
+            for rows in by_length.values():
+                last = self._logits(np.stack([prompts[i] for i in rows]))[:, -1].float()
+                out[rows] = torch.softmax(last, dim=-1)[:, target].cpu().numpy()
+        return out
+
     def residuals(self, input_ids: np.ndarray, layers: Sequence[int]) -> dict[int, np.ndarray]:
         import torch
 
