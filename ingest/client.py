@@ -189,11 +189,21 @@ def capture_and_send(model: Any, tokenizer: Any, prompt: str, *, client: IngestC
     token_ids = [int(t) for t in sequence.tolist()]
     text = tokenizer.decode(token_ids[prompt_len:], skip_special_tokens=True) if generative else prompt
     tokens = [tokenizer.decode([t]) for t in token_ids]
-    cfg = pipeline.cfg
+    responses = send_capture(client, trace_id, cfg=pipeline.cfg, prompt=prompt, text=text, token_ids=token_ids,
+                             tokens=tokens, envelope=envelope, granularity=granularity)
+    return {"trace_id": trace_id, "envelope": envelope, "text": text, "tokens": tokens, "responses": responses}
+
+
+def send_capture(client: IngestClient, trace_id: str, *, cfg: Any, prompt: str, text: str, token_ids: list[int],
+                 tokens: list[str], envelope: dict[str, Any], granularity: str = "token") -> dict[str, Any]:
+    """Post one captured response: completion (the whole sequence's tokens), its activations envelope, finalize.
+
+    `cfg` is the capture pipeline's `CaptureConfig` (model name and hash); returns each event's response body.
+    """
     responses = {"completion": client.send_completion(trace_id, model=cfg.model_name, model_hash=cfg.model_hash,
                                                       prompt=prompt, text=text, tokens=tokens, token_ids=token_ids,
                                                       granularity=granularity)}
     if envelope["shards"]:
         responses["activations"] = client.send_activations(trace_id, envelope, granularity=granularity)
     responses["finalize"] = client.finalize(trace_id, granularity=granularity)
-    return {"trace_id": trace_id, "envelope": envelope, "text": text, "tokens": tokens, "responses": responses}
+    return responses

@@ -1,10 +1,11 @@
-"""The demo's main job with the committed language model: generate answers with the capture hooks on, send them.
+"""The demo's main job with the committed language model, in the real topology: client → model server → sidecar.
 
-`models/pydoc-gpt2` (trained by `manage.py train_lm`) answers a few prompts about Python; `ingest.client`'s
-`capture_and_send` records the residual stream of the layers the committed dictionary has
-(`models/dicts/pydoc-gpt2/layer_<L>/`, with the model's unembedding, so attribution values are logits) and posts
-completion, activations and finalize. The worker and web processes must use that dictionary, so the demo starts
-them with `lm_service_env`: settings are read once per process, at its start.
+`models/pydoc-gpt2` (trained by `manage.py train_lm`) is served by `manage.py serve_model` (OpenAI-compatible, the
+capture hooks on); the demo asks it a few questions about Python as any client would (`lm_traces_ask`). The server
+records the residual stream of the layers the committed dictionary has (`models/dicts/pydoc-gpt2/layer_<L>/`, with
+the model's unembedding, so attribution values are logits) and posts completion, activations and finalize to the
+sidecar. The worker and web processes must use that dictionary, so the demo starts them with `lm_service_env`:
+settings are read once per process, at its start.
 
 Without torch and transformers (the `model` extra) or without the committed files, `lm_available` says why and the
 demo falls back to the bundled sample.
@@ -12,16 +13,17 @@ demo falls back to the bundled sample.
 from __future__ import annotations
 
 import importlib.util
+import json
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 LM_NAME = "pydoc-gpt2"
 MAX_NEW_TOKENS = 40
-# Greedy decoding of a model this small loops on a phrase; forbidding a repeated 3-gram keeps it deterministic
-# without a sampling seed.
-GENERATION = {"no_repeat_ngram_size": 3}
+# Greedy decoding of a model this small loops on a phrase; a frequency penalty keeps it off its loops and
+# deterministic without a sampling seed.
+GENERATION = {"frequency_penalty": 1.0}
 LM_PROMPTS = (
     ("lm-for-statement", "The for statement is used to"),
     ("lm-exceptions", "An exception is raised when"),
@@ -46,11 +48,16 @@ def lm_available(model_root: Path) -> tuple[LanguageModel | None, str]:
     folder, dict_root = Path(model_root) / LM_NAME, Path(model_root) / "dicts"
     if not (folder / "config.json").is_file():
         return None, f"no model in {folder} (manage.py train_lm)"
-    layers = sorted(int(p.name.removeprefix("layer_")) for p in (dict_root / LM_NAME).glob("layer_*")
-                    if (p / "cfg.json").is_file())
+    layers = dictionary_layers(dict_root, LM_NAME)
     if not layers:
         return None, f"no dictionary in {dict_root / LM_NAME} (manage.py train_sae --model {LM_NAME})"
     return LanguageModel(folder=folder, dict_root=dict_root, layers=layers), ""
+
+
+def dictionary_layers(dict_root: Path, model: str) -> list[int]:
+    """The layers a model's dictionary set has (`dict_root/<model>/layer_<L>/cfg.json`)."""
+    return sorted(int(p.name.removeprefix("layer_")) for p in (Path(dict_root) / model).glob("layer_*")
+                  if (p / "cfg.json").is_file())
 
 
 def lm_service_env(lm: LanguageModel) -> dict[str, str]:
@@ -66,29 +73,14 @@ def lm_service_env(lm: LanguageModel) -> dict[str, str]:
             "SHADOW_MODEL": str(lm.folder)}
 
 
-def lm_traces_send(lm: LanguageModel, trace_ids: list[str], *, base_url: str, api_key: str, redis_url: str,
-                   echo: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Generate an answer to each prompt of `trace_ids` with capture on and send it; returns what was sent."""
-    import transformers
-
-    from explainer.management.pydoc_gpt2 import load_model
-    from ingest.client import IngestClient, capture_and_send
-    from ingest.hooks import CaptureConfig, CapturePipeline, RedisStore, model_hash
-
-    transformers.logging.set_verbosity_error()  # its padding note does not apply: one unpadded prompt at a time
-    tokenizer, model = load_model(lm.folder)
-    cfg = CaptureConfig(LM_NAME, model_hash(model), layers=lm.layers, compress="f16-zstd")
-    pipeline = CapturePipeline(cfg, store=RedisStore(redis_url, ttl_s=cfg.ttl_s))
-    client = IngestClient(base_url, api_key)
+def lm_traces_ask(server_url: str, trace_ids: list[str], *, echo: Callable[[str], None]) -> None:
+    """Ask the model server (`manage.py serve_model`) each prompt of `trace_ids`, as any client of it would, under
+    that trace id; the server captures its answer and sends it to the sidecar."""
     prompts = dict(LM_PROMPTS)
-    sent = []
-    try:
-        for trace_id in trace_ids:
-            result = capture_and_send(model, tokenizer, prompts[trace_id], client=client, trace_id=trace_id,
-                                      layers=lm.layers, max_new_tokens=MAX_NEW_TOKENS, granularity="token",
-                                      pipeline=pipeline, model_name=LM_NAME, generation=GENERATION)
-            echo(f"  {trace_id}: {prompts[trace_id]!r} -> {result['text']!r}")
-            sent.append(result)
-    finally:
-        pipeline.close()
-    return sent
+    for trace_id in trace_ids:
+        body = {"prompt": prompts[trace_id], "max_tokens": MAX_NEW_TOKENS, **GENERATION}
+        request = urllib.request.Request(f"{server_url}/v1/completions", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json", "X-Trace-Id": trace_id})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            text = json.loads(response.read())["choices"][0]["text"]
+        echo(f"  {trace_id}: {prompts[trace_id]!r} -> {text!r}")

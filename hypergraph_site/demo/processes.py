@@ -66,6 +66,14 @@ def start_web(port: int, log_path: Path, env: dict[str, str] | None = None) -> s
     return _spawn(args, log_path, env)
 
 
+def start_model_server(port: int, log_path: Path, *, sidecar_url: str, api_key: str, layers: list[int],
+                       env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`manage.py serve_model`: the trained language model answering on `port`, sending its answers to the sidecar."""
+    args = [sys.executable, "manage.py", "serve_model", "--port", str(port), "--sidecar-url", sidecar_url,
+            "--layers", ",".join(map(str, layers))]
+    return _spawn(args, log_path, {**(env or {}), "SIDECAR_API_KEY": api_key})
+
+
 def _spawn(args: list[str], log_path: Path, env: dict[str, str] | None) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "ab")

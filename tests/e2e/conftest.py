@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hypergraph_site.demo import processes
-from ingest.client import IngestClient
+from ingest.client import IngestClient, IngestError
 from tests.e2e.shadow_model import write_shadow_model
 
 WORKER_READY_TIMEOUT_S = 60
@@ -87,9 +87,16 @@ class Http:
         return self.client.request("GET", path)
 
     def wait_terminal(self, trace_id: str, timeout_s: float = 90.0) -> dict:
+        """The trace once it has finished; a trace not there yet (sent asynchronously, by a model server) is waited
+        for too."""
         deadline = time.monotonic() + timeout_s
+        body: dict = {}
         while time.monotonic() < deadline:
-            _, body = self.get(f"/v1/traces/{trace_id}")
+            try:
+                _, body = self.get(f"/v1/traces/{trace_id}")
+            except IngestError as exc:
+                if exc.status != 404:
+                    raise
             if body.get("status") in ("complete", "failed", "canceled"):
                 return body
             time.sleep(0.3)

@@ -94,7 +94,7 @@ def _stopped_by_signal(args: list[str], env: dict, out: Path, signum: int) -> tu
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="the demo starts redis-server itself here")
 def test_demo_explains_every_trace_stops_every_child_on_a_signal_and_reruns_without_piling_up(tmp_path):
-    port, redis_port = free_port(), free_port()
+    port, redis_port, model_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "DEV_MODE": "1",
@@ -106,7 +106,11 @@ def test_demo_explains_every_trace_stops_every_child_on_a_signal_and_reruns_with
         # Nothing answers here, so the demo starts a redis-server of its own: it must stop with the rest.
         "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
     }
-    demo = [sys.executable, "manage.py", "demo", "--port", str(port), "--var", str(tmp_path / "var")]
+    demo = [sys.executable, "manage.py", "demo", "--port", str(port), "--model-port", str(model_port),
+            "--var", str(tmp_path / "var")]
+    # With the language model the demo asks its questions through the model server, which stops with the rest.
+    children_named = [f"the web server (gunicorn, port {port})", "the Celery worker", "redis-server",
+                      *([f"the model server (serve_model, port {model_port})"] if WITH_LM else [])]
 
     # 1. A first run explains every demo trace, serves, and stops every child on SIGTERM.
     out, children = _stopped_by_signal(demo, env, tmp_path / "first.txt", signal.SIGTERM)
@@ -126,10 +130,10 @@ def test_demo_explains_every_trace_stops_every_child_on_a_signal_and_reruns_with
     assert len(children) >= 5, children  # redis-server, the worker, gunicorn's master and its two workers
     assert "SIGTERM received: stopping" in out
     stopped = out.split("SIGTERM received: stopping", 1)[1]
-    for name in (f"the web server (gunicorn, port {port})", "the Celery worker", "redis-server"):
+    for name in children_named:
         assert f"stopped {name}" in stopped, stopped
     assert [pid for pid in children if _running(pid)] == []
-    assert not _listening(port) and not _listening(redis_port)
+    assert not _listening(port) and not _listening(redis_port) and not _listening(model_port)
 
     # 2. A second run reuses the key, says the traces are explained, and stops on SIGINT (Ctrl-C).
     out, children = _stopped_by_signal(demo, env, tmp_path / "second.txt", signal.SIGINT)
@@ -137,7 +141,7 @@ def test_demo_explains_every_trace_stops_every_child_on_a_signal_and_reruns_with
            "again)" in out, out[-3000:]
     assert _table_rows(out) == {}  # nothing was sent again
     assert f"Demo API key (reused, kept in {tmp_path / 'var' / 'demo_api_key'}): {key}" in out
-    assert "SIGINT received: stopping" in out and out.count("\nstopped ") == 3, out[-1500:]
+    assert "SIGINT received: stopping" in out and out.count("\nstopped ") == len(children_named), out[-1500:]
     assert [pid for pid in children if _running(pid)] == [] and not _listening(port)
 
     # 3. --fresh explains them again (new traces), with the same key, and --exit stops by itself.
@@ -147,7 +151,7 @@ def test_demo_explains_every_trace_stops_every_child_on_a_signal_and_reruns_with
     assert sorted(_table_rows(third.stdout)) == sorted(DEMO_IDS) and "already explained" not in third.stdout
     views = re.findall(rf"http://127\.0\.0\.1:{port}/admin/explainer/trace/\d+/graph/", third.stdout)
     assert len(views) == len(DEMO_IDS) and not set(views) & set(first_views)
-    assert f"): {key}" in third.stdout and third.stdout.count("\nstopped ") == 3
+    assert f"): {key}" in third.stdout and third.stdout.count("\nstopped ") == len(children_named)
     assert not _listening(port) and not _listening(redis_port)
 
     state = subprocess.run([sys.executable, "manage.py", "shell", "-c", STATE], cwd=ROOT, env=env,

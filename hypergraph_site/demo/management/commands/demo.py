@@ -13,7 +13,7 @@ from django.urls import reverse
 from explainer.models import ApiKey, Scope, Tenant, TraceStatus
 from explainer.services import api_key_create, tenant_create, traces_delete
 from hypergraph_site.demo import processes
-from hypergraph_site.demo.lm import LM_IDS, lm_available, lm_service_env, lm_traces_send
+from hypergraph_site.demo.lm import LM_IDS, lm_available, lm_service_env, lm_traces_ask
 from hypergraph_site.demo.samples import SAMPLE_TRACES, write_sample
 from ingest.replay import wait_and_report
 
@@ -94,6 +94,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--model-port", type=int, default=8100, help="the model server's port")
         parser.add_argument("--exit", action="store_true", help="stop the servers once the graphs are printed")
         parser.add_argument("--fresh", action="store_true",
                             help="explain the demo traces again: delete the demo's traces, send them anew")
@@ -102,7 +103,8 @@ class Command(BaseCommand):
         parser.add_argument("--var", type=Path, default=Path(settings.VAR_DIR),
                             help="where the demo keeps its samples, logs, admin password and API key (default var/)")
 
-    def handle(self, *args, port: int, exit: bool, fresh: bool, sample: bool, var: Path, **options):
+    def handle(self, *args, port: int, model_port: int, exit: bool, fresh: bool, sample: bool, var: Path,
+               **options):
         with processes.supervised(self.stdout.write) as children:
             call_command("migrate", verbosity=0)
             self.stdout.write(f"database ready ({settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]})")
@@ -133,10 +135,17 @@ class Command(BaseCommand):
                                   "again)")
             elif fresh:
                 self.stdout.write("explaining the demo traces again (--fresh: their old traces are deleted)")
+            if lm is not None:
+                model_url = f"http://127.0.0.1:{model_port}"
+                server = children.add(f"the model server (serve_model, port {model_port})",
+                                      processes.start_model_server(model_port, var / "log" / "model_server.log",
+                                                                   sidecar_url=base, api_key=key, layers=lm.layers))
+                processes.wait_http(f"{model_url}/healthz", timeout_s=120, process=server)
+                self.stdout.write(f"model server at {model_url}/v1 (OpenAI-compatible; every answer is captured "
+                                  "and explained)")
             if pending and lm is not None:
-                self.stdout.write(f"generating {len(pending)} answers with capture on:")
-                lm_traces_send(lm, pending, base_url=base, api_key=key, redis_url=settings.REDIS_URL,
-                               echo=self.stdout.write)
+                self.stdout.write(f"asking the model server {len(pending)} questions:")
+                lm_traces_ask(model_url, pending, echo=self.stdout.write)
                 wait_and_report(DEMO_TENANT, pending, timeout_s=300)
             elif pending:
                 to_send = var / "samples" / "to_explain.jsonl"
