@@ -132,6 +132,7 @@ def run_chain(stage: Stage, trace_pk: int, run_id: str, works: Mapping[Stage, Ca
             if not ok:
                 return
             seconds = time.perf_counter() - started
+            logger.info("stage %s of trace %s done in %.3f s", stage, trace_pk, seconds)
             if stage.next is None:
                 retry_transient(lambda: finish(trace, owner, output, seconds), what=f"finishing trace {trace_pk}")
                 return

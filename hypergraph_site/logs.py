@@ -9,6 +9,8 @@ https://www.structlog.org/en/stable/standard-library.html#rendering-using-struct
 """
 from __future__ import annotations
 
+import logging
+import os
 from functools import partial
 from typing import Any
 
@@ -31,7 +33,15 @@ def scrub_event(logger: Any, method: str, event: dict, *, mask_numbers: bool) ->
 
 
 def setup(*, log_format: str, level: str, pii_scrub: bool, mask_numbers: bool) -> dict:
-    """Configure structlog for this process and return the `LOGGING` dict that renders stdlib records with it."""
+    """Configure structlog for this process and return the `LOGGING` dict that renders stdlib records with it.
+
+    Python warnings become log lines too. In JSON mode Hugging Face's progress bars are turned off (they draw on
+    stderr, between the lines a log collector parses); the environment is read when transformers is imported,
+    which is after settings.
+    """
+    logging.captureWarnings(True)
+    if log_format == "json":
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     structlog.configure(
         processors=[*_SHARED, structlog.stdlib.PositionalArgumentsFormatter(),
                     structlog.processors.StackInfoRenderer(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
