@@ -37,15 +37,20 @@ _DIGIT = re.compile(r"\d")
 _EMAIL = re.compile(r"(?<![\w.%+@-])[\w.%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}(?![\w@-]|\.[\w-])", re.ASCII)
 # Credentials: `Bearer …` / `Api-Key …` headers, `api_key=…` style assignments, and keys whose prefix names their
-# issuer (ours are `<8>.<32>` characters); the value alone is masked (the named group), so "Authorization: Bearer
-# [SECRET]" still says what it was. A header value needs a digit or 20 characters, so prose ("the bearer
-# instrument") stays as it is.
-_SECRET = re.compile(
+# issuer (ours are `<8>.<32>` characters, and every key form is looked for only in text with a digit); the value
+# alone is masked (the named group), so "Authorization: Bearer [SECRET]" still says what it was. A header value
+# needs a digit or 20 characters, so prose ("the bearer instrument") stays as it is.
+_SECRET_NAMED = re.compile(
     r"(?i:\b(?:bearer|api-key)\s+)(?P<v>(?=[A-Za-z._~+/=-]*\d)[A-Za-z0-9._~+/=-]{8,}|[A-Za-z0-9._~+/=-]{20,})"
-    r"|(?i:\b(?:api[_-]?key|access[_-]?token|secret|password|passwd)\b[\"']?\s*[:=]\s*[\"']?)(?P<a>[^\s\"',;]{4,})"
-    r"|(?<![\w-])(?P<k>sk-[A-Za-z0-9_-]{16,}|sk_(?:live|test)_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{30,}"
-    r"|github_pat_[A-Za-z0-9_]{30,}|AKIA[0-9A-Z]{16}|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}"
-    r"|(?=[A-Za-z]*\d|[A-Za-z0-9]{8}\.[A-Za-z]*\d)[A-Za-z0-9]{8}\.[A-Za-z0-9]{32})(?![\w-])")
+    r"|(?i:\b(?:api[_-]?key|access[_-]?token|secret|password|passwd)\b[\"']?\s*[:=]\s*[\"']?)(?P<a>[^\s\"',;]{4,})")
+_SECRET_WORDS = ("bearer", "api", "token", "secret", "passw")
+# Keys whose prefix names their issuer, and the tail of ours (`<8 characters>.<32 characters>`): each pattern starts
+# with a literal, so the scan skips ahead; what comes before a match is checked in Python (`_service_keys`).
+_ISSUER_KEY = re.compile(
+    r"(?:sk-[A-Za-z0-9_-]{16,}|sk_(?:live|test)_[A-Za-z0-9]{16,}|gh[pousr]_[A-Za-z0-9]{30,}"
+    r"|github_pat_[A-Za-z0-9_]{30,}|AKIA[0-9A-Z]{16}|xox[abprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35})(?![\w-])")
+_OUR_KEY_TAIL = re.compile(r"\.[A-Za-z0-9]{32}(?![\w-])")
+_OUR_KEY_PREFIX = re.compile(r"[A-Za-z0-9]{8}")
 # Digit groups joined by single spaces or dashes: the candidates for a card number.
 _DIGIT_RUN = re.compile(r"\d+(?:[ -]\d+)*")
 _DIGIT_GROUP = re.compile(r"\d+")
@@ -72,6 +77,21 @@ def _matches(pattern: re.Pattern[str], valid: Callable[[str], bool] = lambda tex
                 yield start, end
 
     return find
+
+
+def _word_char_before(text: str, start: int) -> bool:
+    return start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_-")
+
+
+def _service_keys(text: str) -> Found:
+    for match in _ISSUER_KEY.finditer(text):
+        if not _word_char_before(text, match.start()):
+            yield match.span()
+    for match in _OUR_KEY_TAIL.finditer(text):
+        start = match.start() - 8
+        if (start >= 0 and _OUR_KEY_PREFIX.fullmatch(text, start, match.start())
+                and not _word_char_before(text, start) and _DIGIT.search(text, start, match.end())):
+            yield start, match.end()
 
 
 def _luhn(digits: str) -> bool:
@@ -121,37 +141,68 @@ def _is_phone(text: str) -> bool:
 
 @dataclass(frozen=True)
 class _Detector:
+    """A detector runs over the whole text when `needs` says it is worth it, or, with `min_digits`, over each run of
+    digits and separators (and 2 characters either side, all its lookarounds need) holding that many digits: prose
+    has few such runs, so most of the text is scanned once, by `_DIGITISH`, instead of once per detector."""
+
     find: Callable[[str], Found]
     placeholder: str
-    needs: Callable[[str, bool], bool]  # (text, whether it has a digit) -> worth running
+    needs: Callable[[str, bool], bool] = lambda lower, has_digit: False  # (text in lower case, has a digit)
+    min_digits: int = 0
 
 
-def _has_digit(text: str, has_digit: bool) -> bool:
-    return has_digit
+# Every digit detector's match is 6 characters or more.
+_DIGITISH = re.compile(r"[\d(+][\d .()+-]{5,}")
+_CONTEXT = 2
+_FEWEST_DIGITS = 4  # of any digit detector (an IPv4 address)
+
+
+def _digit_runs(text: str) -> list[tuple[int, str, int]]:
+    """`(offset, window, digits)` of every run that could hold a card, SSN, address, phone or number."""
+    runs = []
+    for match in _DIGITISH.finditer(text):
+        digits = sum(map(str.isdecimal, match.group()))
+        if digits >= _FEWEST_DIGITS:
+            start = max(0, match.start() - _CONTEXT)
+            runs.append((start, text[start:match.end() + _CONTEXT], digits))
+    return runs
 
 
 # In priority order: where two spans overlap, the earlier detector's wins.
 _DETECTORS = (
-    _Detector(_matches(_SECRET), SECRET, lambda text, d: True),
-    _Detector(_matches(_EMAIL), EMAIL, lambda text, d: "@" in text),
-    _Detector(_cards, CARD, _has_digit),
-    _Detector(_matches(_SSN), SSN, _has_digit),
-    _Detector(_matches(_IPV4), IP, _has_digit),
-    _Detector(_matches(_IPV6, _is_ipv6), IP, lambda text, d: "::" in text or (d and text.count(":") >= 2)),
-    _Detector(_matches(_PHONE, _is_phone), PHONE, _has_digit),
+    _Detector(_matches(_SECRET_NAMED), SECRET, needs=lambda lower, d: any(word in lower for word in _SECRET_WORDS)),
+    _Detector(_service_keys, SECRET, needs=lambda lower, has_digit: has_digit),
+    _Detector(_matches(_EMAIL), EMAIL, needs=lambda lower, d: "@" in lower),
+    _Detector(_cards, CARD, min_digits=13),
+    _Detector(_matches(_SSN), SSN, min_digits=9),
+    _Detector(_matches(_IPV4), IP, min_digits=4),
+    _Detector(_matches(_IPV6, _is_ipv6), IP, needs=lambda lower, d: lower.count(":") >= 2),
+    _Detector(_matches(_PHONE, _is_phone), PHONE, min_digits=8),
 )
-_NUMBERS = _Detector(_matches(_NUMBER), NUMBER, _has_digit)
+_NUMBERS = _Detector(_matches(_NUMBER), NUMBER, min_digits=LONG_NUMBER_DIGITS)
+
+
+def _found(detector: _Detector, text: str, lower: str, has_digit: bool,
+           runs: list[tuple[int, str, int]]) -> Found:
+    if not detector.min_digits:
+        if detector.needs(lower, has_digit):
+            yield from detector.find(text)
+        return
+    for offset, window, digits in runs:
+        if digits >= detector.min_digits:
+            for start, end in detector.find(window):
+                yield offset + start, offset + end
 
 
 def find_spans(text: str, *, mask_numbers: bool = False) -> list[Span]:
     """The non-overlapping spans of `text` to mask, sorted by position."""
     has_digit = _DIGIT.search(text) is not None
+    lower = text.lower()
+    runs = _digit_runs(text) if has_digit else []
     detectors = (*_DETECTORS, _NUMBERS) if mask_numbers else _DETECTORS
     taken: list[Span] = []
     for detector in detectors:
-        if not detector.needs(text, has_digit):
-            continue
-        for start, end in detector.find(text):
+        for start, end in _found(detector, text, lower, has_digit, runs):
             if all(end <= span.start or start >= span.end for span in taken):
                 taken.append(Span(start, end, detector.placeholder))
     return sorted(taken)
