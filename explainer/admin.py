@@ -23,7 +23,8 @@ from . import admin_views
 from .admin_scope import ReadOnlyForScope, SuperuserOnlyAdmin, TenantScopedAdmin, admin_scope
 from .event_summary import event_summary, with_event_summary
 from .models import ApiKey, DeadLetter, Explanation, StaffTenant, Tenant, Trace, TraceEvent, TraceStatus
-from .services import dead_letters_replay
+from .audit import admin_actor
+from .services import api_key_audit, api_key_revoke, dead_letters_replay
 from .timeline import stage_timeline, total_seconds
 
 admin.site.site_header = "hypergraph-sidecar"
@@ -95,6 +96,29 @@ class ApiKeyAdmin(SuperuserOnlyAdmin, APIKeyModelAdmin):
     list_filter = ("revoked", "tenant")
     list_select_related = ("tenant",)
     search_fields = ("name", "prefix", "tenant__slug")
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
+        """Audit a key created here, and revoke through the service so the revocation is audited; the admin's
+        change view already runs in a transaction, so the audit row commits with the change."""
+        actor = admin_actor(request.user.get_username())
+        revoking = change and obj.revoked and not ApiKey.objects.filter(pk=obj.pk, revoked=True).exists()
+        if revoking:
+            obj.revoked = False
+        super().save_model(request, obj, form, change)
+        if revoking:
+            api_key_revoke(api_key=obj, actor=actor)
+        elif not change:
+            api_key_audit(api_key=obj, action="api_key.created", actor=actor)
+
+    def delete_model(self, request: HttpRequest, obj: ApiKey) -> None:
+        api_key_audit(api_key=obj, action="api_key.deleted", actor=admin_actor(request.user.get_username()))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        actor = admin_actor(request.user.get_username())
+        for api_key in queryset.select_related("tenant"):
+            api_key_audit(api_key=api_key, action="api_key.deleted", actor=actor)
+        super().delete_queryset(request, queryset)
 
 
 class StaffTenantInline(admin.StackedInline):
@@ -194,7 +218,7 @@ class TraceAdmin(TenantScopedAdmin):
         return admin_views.graph_page(request, trace=trace, context=context)
 
     def graph_document_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        return admin_views.graph_document(trace=self.get_object(request, object_id))
+        return admin_views.graph_document(request, trace=self.get_object(request, object_id))
 
     def graph_features_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return admin_views.graph_features(request, trace=self.get_object(request, object_id))
@@ -355,7 +379,8 @@ class DeadLetterAdmin(OfTraceColumns, TenantScopedAdmin):
 
     @admin.action(description="Re-run the selected dead-lettered traces", permissions=["rerun"])
     def rerun(self, request: HttpRequest, queryset: QuerySet) -> None:
-        result = dead_letters_replay(ids=queryset.values_list("pk", flat=True))
+        result = dead_letters_replay(ids=queryset.values_list("pk", flat=True),
+                                     actor=admin_actor(request.user.get_username()))
         count, skipped = len(result.replayed), len(result.quarantined)
         message = f"Re-running {count} trace{'' if count == 1 else 's'}."
         if skipped:

@@ -2,6 +2,7 @@
 
 Each function receives a trace that `TraceAdmin.get_object` already fetched through the staff user's tenant scope,
 so these views never see another tenant's trace; they are reached with the admin's session login, not API keys.
+Each view of a graph (the page, its document, a download) is audited with the staff user's name.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import content_disposition_header
 
+from .audit import admin_actor, audit_record
 from .exports import EXPORT_FORMATS, export_graph
 from .feature_notes import feature_notes
 from .graph_documents import GRAPH_READ_ERRORS, graph_bytes, graph_load
@@ -30,6 +32,7 @@ def download_links(trace: Trace) -> list[dict[str, str]]:
 
 def graph_page(request: HttpRequest, *, trace: Trace, context: dict) -> TemplateResponse:
     """The page shell; the drawing fetches the document itself, so the page answers at once at any graph size."""
+    _audit_view(request, trace, "admin.graph_viewed")
     counts = Explanation.objects.filter(trace=trace).values("node_count", "incidence_count", "size_bytes",
                                                             "meta").first()
     return TemplateResponse(request, "admin/explainer/trace/graph.html", {
@@ -44,8 +47,9 @@ def graph_page(request: HttpRequest, *, trace: Trace, context: dict) -> Template
     })
 
 
-def graph_document(*, trace: Trace) -> HttpResponse:
+def graph_document(request: HttpRequest, *, trace: Trace) -> HttpResponse:
     """The stored HIF v1 document as stored (no decode and re-encode of megabytes of JSON), once its hash matched."""
+    _audit_view(request, trace, "admin.graph_document_read")
     explanation = _explanation(trace)
     if explanation is None:
         return JsonResponse({"error": f"trace is {trace.status}; it has no graph"}, status=409)
@@ -72,6 +76,7 @@ def graph_download(request: HttpRequest, *, trace: Trace) -> HttpResponse:
     if fmt not in EXPORT_FORMATS:
         return JsonResponse({"error": f"unknown format '{fmt}'; choose one of {sorted(EXPORT_FORMATS)}"},
                             status=400)
+    _audit_view(request, trace, "admin.graph_downloaded", {"format": fmt})
     explanation = _explanation(trace)
     if explanation is None:
         return JsonResponse({"error": f"trace is {trace.status}; it has no graph"}, status=409)
@@ -86,6 +91,11 @@ def graph_download(request: HttpRequest, *, trace: Trace) -> HttpResponse:
     response = HttpResponse(text, content_type="application/json")
     response["Content-Disposition"] = content_disposition_header(True, f"{trace.trace_id}.{fmt}.json")
     return response
+
+
+def _audit_view(request: HttpRequest, trace: Trace, action: str, details: dict | None = None) -> None:
+    audit_record(action=action, actor=admin_actor(request.user.get_username()), tenant=trace.tenant,
+                 target=trace.trace_id, details=details)
 
 
 def _explanation(trace: Trace) -> Explanation | None:

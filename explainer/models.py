@@ -219,3 +219,39 @@ class StaffTenant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} → {self.tenant}"
+
+
+class AuditEvent(models.Model):
+    """One row of the append-only audit log: who (`actor`) did what (`action`) to what (`target`), for which tenant.
+
+    Rows are hash-chained: `hash` is the SHA-256 of `prev_hash` and the canonical JSON of the row's other fields, and
+    `prev_hash` is the hash of the row before (`seq` - 1), so editing or deleting a row breaks the chain where it
+    happened (`manage.py audit_verify`). `tenant` is a slug, not a key: the record outlives the tenant. The model
+    refuses updates and deletes; raw SQL is what `audit_verify` is there to catch.
+    """
+
+    seq = models.BigIntegerField(unique=True)
+    at = models.DateTimeField()
+    actor = models.CharField(max_length=200)
+    tenant = models.CharField(max_length=64, blank=True)
+    action = models.CharField(max_length=64)
+    target = models.CharField(max_length=300, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["seq"]
+        indexes = [models.Index(fields=["tenant", "seq"], name="audit_tenant_seq"),
+                   models.Index(fields=["action", "seq"], name="audit_action_seq")]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} {self.target}"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None:
+            raise ValidationError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("Audit events are append-only.")

@@ -7,6 +7,7 @@ dies, or cannot record an outcome, the lease expires and the sweeper publishes t
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 import threading
@@ -15,6 +16,7 @@ from typing import Callable, Mapping, TypeVar
 
 import kombu.exceptions
 import redis
+import structlog
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
@@ -23,6 +25,7 @@ import sae
 from . import services
 from .artifacts import ArtifactMissing
 from .leases import owner_token
+from .log_context import trace_context_bind
 from .object_store import StorageUnavailable
 from .models import Stage, Trace
 from .pipeline import PipelineError, public_message
@@ -74,7 +77,9 @@ class LeaseKeeper:
         self.owner = owner
         self.lost = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{trace_pk}", daemon=True)
+        # The thread logs with the stage's context (trace, run, stage, request id).
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._run,), name=f"lease-{trace_pk}", daemon=True)
 
     def __enter__(self) -> "LeaseKeeper":
         self._thread.start()
@@ -117,13 +122,17 @@ def run_chain(stage: Stage, trace_pk: int, run_id: str, works: Mapping[Stage, Ca
     if not claimed:
         return  # another holder, a superseded run or a finished trace: nothing to do
     with LeaseKeeper(trace_pk, owner):
-        trace = retry_transient(lambda: Trace.objects.get(pk=trace_pk), what=f"reading trace {trace_pk}")
+        trace = retry_transient(lambda: Trace.objects.select_related("tenant").get(pk=trace_pk),
+                                what=f"reading trace {trace_pk}")
+        trace_context_bind(trace, run_id=run_id, stage=stage)
         while True:
+            structlog.contextvars.bind_contextvars(stage=str(stage))
             started = time.perf_counter()
             ok, output = _work(stage, trace, run_id, works[stage])
             if not ok:
                 return
             seconds = time.perf_counter() - started
+            logger.info("stage %s of trace %s done in %.3f s", stage, trace_pk, seconds)
             if stage.next is None:
                 retry_transient(lambda: finish(trace, owner, output, seconds), what=f"finishing trace {trace_pk}")
                 return

@@ -31,6 +31,8 @@ from .models import (
     TraceStatus,
 )
 from .artifacts import configured_artifact_store
+from .audit import SYSTEM, audit_record, key_actor
+from .log_context import message_headers
 from .graph_documents import StoredGraph, graph_delete
 from .leases import owner_is_gone
 from .shards import shard_keys, shards_delete
@@ -45,12 +47,32 @@ def tenant_create(*, slug: str, name: str = "") -> Tenant:
 
 
 def api_key_create(*, tenant: Tenant, scopes: Iterable[str] = (Scope.TRACES_WRITE, Scope.TRACES_READ),
-                   name: str = "default") -> tuple[ApiKey, str]:
-    """Create a key and return it with its plaintext, which is never stored and cannot be shown again."""
+                   name: str = "default", actor: str = SYSTEM) -> tuple[ApiKey, str]:
+    """Create a key and return it with its plaintext, which is never stored and cannot be shown again; the audit
+    log records the key's public prefix."""
     unknown = set(scopes) - set(Scope.values)
     if unknown:
         raise ValueError(f"unknown scopes: {sorted(unknown)}; known: {Scope.values}")
-    return ApiKey.objects.create_key(tenant=tenant, name=name, scopes=sorted(set(scopes)))
+    with transaction.atomic():
+        api_key, plaintext = ApiKey.objects.create_key(tenant=tenant, name=name, scopes=sorted(set(scopes)))
+        api_key_audit(api_key=api_key, action="api_key.created", actor=actor)
+    return api_key, plaintext
+
+
+def api_key_revoke(*, api_key: ApiKey, actor: str) -> bool:
+    """Revoke a key (it stops working within `API_KEY_CACHE_S` everywhere); False when it was revoked already."""
+    with transaction.atomic():
+        revoked = ApiKey.objects.filter(pk=api_key.pk, revoked=False).update(revoked=True)
+        if revoked:
+            api_key.revoked = True
+            api_key_audit(api_key=api_key, action="api_key.revoked", actor=actor)
+    return bool(revoked)
+
+
+def api_key_audit(*, api_key: ApiKey, action: str, actor: str) -> None:
+    """Audit a change to a key by its public prefix, name and scopes (never the key or its hash)."""
+    audit_record(action=action, actor=actor, tenant=api_key.tenant, target=key_actor(api_key.prefix),
+                 details={"name": api_key.name, "scopes": list(api_key.scopes)})
 
 
 # --- Runs: start, claim, advance, finish ----------------------------------------------------------------
@@ -76,6 +98,7 @@ def stage_publish(*, trace_pk: int, run_id: str, stage: Stage) -> bool:
     """
     try:
         current_app.send_task(STAGE_TASKS[Stage(stage)], args=(trace_pk, str(run_id)), retry=True,
+                              headers=message_headers(),
                               retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5,
                                             "interval_max": 1.0})
     except Exception:  # noqa: BLE001 - any broker failure is healed by the sweeper
@@ -85,8 +108,13 @@ def stage_publish(*, trace_pk: int, run_id: str, stage: Stage) -> bool:
     return True
 
 
-def trace_start_run(*, trace: Trace) -> uuid.UUID:
-    """Hand a trace to a new run: fresh run id, queued at the load stage, published after the transaction commits."""
+def trace_start_run(*, trace: Trace, actor: str = SYSTEM, action: str = "trace.queued",
+                    details: dict | None = None) -> uuid.UUID:
+    """Hand a trace to a new run: fresh run id, queued at the load stage, published after the transaction commits.
+
+    Audited as `action` (queued, or replayed for a dead letter's re-run) in the same transaction: call it last in
+    the caller's transaction. Give `trace.tenant` already loaded on hot paths, or naming it costs a query.
+    """
     run_id = uuid.uuid4()
     now = timezone.now()
     Trace.objects.filter(pk=trace.pk).update(
@@ -94,6 +122,8 @@ def trace_start_run(*, trace: Trace) -> uuid.UUID:
         lease_until=_lease_end(), attempts=0, finalized_at=trace.finalized_at or now, updated=now,
     )
     transaction.on_commit(lambda: stage_publish(trace_pk=trace.pk, run_id=str(run_id), stage=Stage.LOAD))
+    audit_record(action=action, actor=actor, tenant=trace.tenant, target=trace.trace_id,
+                 details={"run_id": str(run_id), **(details or {})})
     return run_id
 
 
@@ -162,7 +192,15 @@ def trace_complete(*, trace_pk: int, run_id: str, owner: str, graph: StoredGraph
             update_fields=["document", "object_key", "content_sha256", "meta", "size_bytes", "node_count",
                            "incidence_count", "updated"],
         )
+        _trace_audit(trace_pk, "trace.complete", {"run_id": str(run_id), "nodes": graph.node_count,
+                                                  "incidences": graph.incidence_count})
     return True
+
+
+def _trace_audit(trace_pk: int, action: str, details: dict) -> None:
+    """Audit what the system did to a trace known by its key (one small read for its tenant and id)."""
+    tenant, trace_id = Trace.objects.filter(pk=trace_pk).values_list("tenant__slug", "trace_id").get()
+    audit_record(action=action, actor=SYSTEM, tenant=tenant, target=trace_id, details=details)
 
 
 def trace_fail(*, trace_pk: int, run_id: str | None, stage: str, reason: str) -> bool:
@@ -179,8 +217,11 @@ def trace_fail(*, trace_pk: int, run_id: str | None, stage: str, reason: str) ->
                                lease_owner="", lease_until=None)
         if updated:
             failures = DeadLetter.objects.filter(trace_id=trace_pk).count() + 1
-            DeadLetter.objects.create(trace_id=trace_pk, run_id=run_id, stage=stage, reason=reason[:4000],
-                                      quarantined=failures >= settings.DEAD_LETTER_MAX_REPLAYS)
+            letter = DeadLetter.objects.create(trace_id=trace_pk, run_id=run_id, stage=stage, reason=reason[:4000],
+                                               quarantined=failures >= settings.DEAD_LETTER_MAX_REPLAYS)
+            _trace_audit(trace_pk, "trace.failed", {"run_id": str(run_id) if run_id else None, "stage": str(stage),
+                                                    "reason": reason[:500], "dead_letter": letter.pk,
+                                                    "quarantined": letter.quarantined})
     if updated:
         logger.warning("trace %s failed at %s: %s", trace_pk, stage, reason)
     return bool(updated)
@@ -258,8 +299,10 @@ class ReplayResult:
 
 
 def dead_letters_replay(*, ids: Iterable[int] | None = None, trace_id: str | None = None, stage: str | None = None,
-                        reason: str | None = None, since: datetime | None = None) -> ReplayResult:
-    """Re-run the traces of dead letters not yet replayed, narrowed by the filters; quarantined ones are skipped."""
+                        reason: str | None = None, since: datetime | None = None,
+                        actor: str = SYSTEM) -> ReplayResult:
+    """Re-run the traces of dead letters not yet replayed, narrowed by the filters; quarantined ones are skipped.
+    Each re-run is audited as `trace.replayed` by `actor`."""
     letters = DeadLetter.objects.filter(replayed_at__isnull=True).select_related("trace", "trace__tenant")
     if ids is not None:
         letters = letters.filter(pk__in=list(ids))
@@ -278,7 +321,8 @@ def dead_letters_replay(*, ids: Iterable[int] | None = None, trace_id: str | Non
             continue
         with transaction.atomic():
             if DeadLetter.objects.filter(pk=letter.pk, replayed_at__isnull=True).update(replayed_at=timezone.now()):
-                trace_start_run(trace=letter.trace)
+                trace_start_run(trace=letter.trace, actor=actor, action="trace.replayed",
+                                details={"dead_letter": letter.pk, "failed_stage": letter.stage})
                 result.replayed.append(letter)
     return result
 
@@ -313,11 +357,12 @@ def traces_delete(*, trace_pks: Iterable[int]) -> int:
 
 
 def trace_delete(*, trace: Trace, actor: ApiKey) -> None:
-    """Delete one trace everywhere on a client's request, and log who asked (tenant, key prefix, trace id).
-
-    The log line is the only record for now; the hash-chained audit log is issue #15.
-    """
-    traces_delete(trace_pks=[trace.pk])
+    """Delete one trace everywhere on a client's request; the audit log records who asked (tenant, key prefix,
+    trace id) in the transaction that deletes the rows."""
+    with transaction.atomic():
+        traces_delete(trace_pks=[trace.pk])
+        audit_record(action="trace.deleted", actor=key_actor(actor.prefix), tenant=trace.tenant,
+                     target=trace.trace_id)
     logger.warning("trace deleted: tenant=%s key_prefix=%s trace_id=%s", trace.tenant.slug, actor.prefix,
                    trace.trace_id)
 

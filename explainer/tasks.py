@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 
 from celery import shared_task
-from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import setup_logging, task_prerun, worker_init, worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db.backends.signals import connection_created
 from threadpoolctl import threadpool_limits
 
 from . import pipeline, services
+from .log_context import task_context_bind
 from .models import Stage, Trace
 from .runner import run_chain, takes_queue_of
 from .sweeper import Sweeper
@@ -68,6 +69,16 @@ def stage_build(trace_pk: int, run_id: str) -> None:
 @shared_task(name=services.STAGE_TASKS[Stage.PERSIST], **STAGE_TASK_OPTIONS)
 def stage_persist(trace_pk: int, run_id: str) -> None:
     run_from(Stage.PERSIST, trace_pk, run_id)
+
+
+@setup_logging.connect
+def _keep_django_logging(**kwargs) -> None:
+    """Connected, so Celery leaves logging as Django's `LOGGING` set it: worker lines are JSON like the web's."""
+
+
+@task_prerun.connect
+def _bind_task_context(task=None, **kwargs) -> None:
+    task_context_bind(task.request.headers)
 
 
 @worker_init.connect

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import environ
 
-from hypergraph_site import storage
+from hypergraph_site import logs, storage
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -64,6 +64,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "hypergraph_site.api.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "hypergraph_site.api.errors.StripApiSlashMiddleware",
@@ -247,15 +248,21 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# --- Logging ----------------------------------------------------------------------------------------
+# --- Logs, audit and privacy -----------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-}
+# `json`: one JSON object per line with trace_id, tenant, run_id, stage and request_id when known (structlog,
+# https://www.structlog.org/en/stable/standard-library.html); `console`: coloured lines for a person at a terminal.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+if LOG_FORMAT not in ("json", "console"):
+    raise SystemExit(f"hypergraph-sidecar: LOG_FORMAT={LOG_FORMAT!r} is not valid; choose json or console")
+# Mask emails, phone numbers, cards, SSNs, IP addresses and secrets in prompts, texts and tokens before they are
+# stored, and in every log line and audit row (explainer/pii.py).
+PII_SCRUB = env.bool("PII_SCRUB", default=True)
+# Also mask every run of 6 or more digits (account and order numbers), when PII_SCRUB is on.
+PII_MASK_NUMBERS = env.bool("PII_MASK_NUMBERS", default=False)
+LOGGING = logs.setup(log_format=LOG_FORMAT, level=LOG_LEVEL, pii_scrub=PII_SCRUB, mask_numbers=PII_MASK_NUMBERS)
+# The audit log is rows of the database (AuditEvent); with a path, each row is also appended there as a JSON line.
+AUDIT_LOG_PATH = env.str("AUDIT_LOG_PATH", default="")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

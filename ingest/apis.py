@@ -1,6 +1,7 @@
 """POST /ingest: parse → validate → accept → 202, or a 4xx/503 that says why."""
 from __future__ import annotations
 
+import structlog
 from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
@@ -10,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from explainer.audit import key_actor
 from explainer.models import Scope, TraceStatus
 from hypergraph_site.api.auth import HasScope
 from hypergraph_site.api.broker import BrokerUnavailable
@@ -127,8 +129,9 @@ class IngestApi(APIView):
             event = validate_event(parse_body(body))
         except EventInvalid as exc:
             return Response({"errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
+        structlog.contextvars.bind_contextvars(trace_id=event.trace_id)
         try:
-            result = event_accept(tenant=request.user.tenant, event=event)
+            result = event_accept(tenant=request.user.tenant, event=event, actor=key_actor(request.user.key.prefix))
         except EventInvalid as exc:
             return Response({"errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
         except BrokerUnavailable:

@@ -98,10 +98,13 @@ class IngestClient:
             delay = max(delay, min(retry_after, self.retry_after_max_s))
         return delay
 
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
-        """`(status, decoded body)` of any API call, with this client's retries; IngestError for other 4xx."""
+    def request(self, method: str, path: str, body: Any = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+        """`(status, decoded body)` of any API call, with this client's retries; IngestError for other 4xx.
+
+        `headers` are sent too: an `X-Request-ID` names the request in the service's logs, workers' included."""
         data = json.dumps(body).encode() if body is not None else None
-        headers = {"Authorization": f"Api-Key {self.api_key}", "Accept": "application/json"}
+        headers = {**(headers or {}), "Authorization": f"Api-Key {self.api_key}", "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
         url = self.base_url + path

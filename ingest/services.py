@@ -9,6 +9,7 @@ transaction.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from explainer.models import Trace, TraceEvent, TraceStatus
+from explainer.audit import SYSTEM
+from explainer.models import Tenant, Trace, TraceEvent, TraceStatus
+from explainer.pii import find_spans, scrub_text, scrub_tokens
 from hypergraph_site.api.broker import broker_check
 from explainer.selectors import dictionary_catalog
 from explainer.services import trace_start_run
@@ -66,13 +69,16 @@ def event_row(event: IngestEvent) -> pg_accept.EventRow:
                               granularity=event.granularity or "", payload_json=payload_json)
 
 
-def event_accept(*, tenant, event: IngestEvent) -> AcceptResult:
-    """Store the event and, if it finalizes the trace, start a run — atomically.
+def event_accept(*, tenant: Tenant, event: IngestEvent, actor: str = SYSTEM) -> AcceptResult:
+    """Store the event and, if it finalizes the trace, start a run (audited as queued by `actor`) — atomically.
 
     Idempotent: an identical event re-sent is acknowledged again without new rows or work. Raises `EventInvalid`
-    for an event that contradicts the trace's earlier events or the configured dictionary.
+    for an event that contradicts the trace's earlier events or the configured dictionary. With `PII_SCRUB` the
+    event is stored, and hashed, as `event_scrubbed` gives it: the same event sent twice is still one event.
     """
     _check_dictionary(event)
+    if settings.PII_SCRUB:
+        event = event_scrubbed(event, mask_numbers=settings.PII_MASK_NUMBERS)
     broker_check(reuse_s=0.0 if event.finalizes else BROKER_PING_REUSE_S)
     row = event_row(event)
     if connection.vendor == "postgresql" and not event.finalizes:
@@ -81,10 +87,34 @@ def event_accept(*, tenant, event: IngestEvent) -> AcceptResult:
             if result is not None:
                 return result
     try:
-        return _accept(tenant, event, row)
+        return _accept(tenant, event, row, actor)
     except IntegrityError:
         # A concurrent request created the same trace or event first; the retry sees its rows.
-        return _accept(tenant, event, row)
+        return _accept(tenant, event, row, actor)
+
+
+def event_scrubbed(event: IngestEvent, *, mask_numbers: bool) -> IngestEvent:
+    """The event with PII masked in a completion's prompt, text and tokens (other events carry no text).
+
+    Tokens keep their count, so activation rows still line up with them. A completion sent without tokens whose
+    text holds PII gets the tokens the service would have split the unmasked text into, masked: splitting the
+    masked text instead would give a different number of positions than the activations have.
+    """
+    if event.event_type != "completion":
+        return event
+    payload = event.payload
+    text, tokens, prompt = payload["text"], payload.get("tokens"), payload.get("prompt")
+    scrubbed = dict(payload)
+    if tokens is not None:
+        scrubbed["tokens"] = scrub_tokens(tokens, mask_numbers=mask_numbers)
+    elif find_spans(text, mask_numbers=mask_numbers):
+        scrubbed["tokens"] = scrub_tokens(tokenize(text), mask_numbers=mask_numbers)
+    scrubbed["text"] = scrub_text(text, mask_numbers=mask_numbers)
+    if prompt:
+        scrubbed["prompt"] = scrub_text(prompt, mask_numbers=mask_numbers)
+    if scrubbed == payload:
+        return event
+    return dataclasses.replace(event, payload=scrubbed)
 
 
 def _accept_unlocked(tenant, event: IngestEvent, row: pg_accept.EventRow) -> AcceptResult | None:
@@ -118,7 +148,7 @@ def _create(tenant, event: IngestEvent, row: pg_accept.EventRow) -> bool:
     return pg_accept.trace_create_with_event(values=values, event=row)
 
 
-def _accept(tenant, event: IngestEvent, row: pg_accept.EventRow) -> AcceptResult:
+def _accept(tenant: Tenant, event: IngestEvent, row: pg_accept.EventRow, actor: str) -> AcceptResult:
     with transaction.atomic():
         duplicate = Exists(TraceEvent.objects.filter(trace=OuterRef("pk"), event_hash=row.event_hash))
         trace = (Trace.objects.select_for_update(of=("self",)).filter(tenant=tenant, trace_id=event.trace_id)
@@ -135,7 +165,8 @@ def _accept(tenant, event: IngestEvent, row: pg_accept.EventRow) -> AcceptResult
         TraceEvent.objects.create(trace=trace, event_type=row.event_type, event_hash=row.event_hash,
                                   granularity=row.granularity, payload=event.payload)
         if event.finalizes:
-            trace_start_run(trace=trace)
+            trace.tenant = tenant  # the audit row names it; no query to load it again
+            trace_start_run(trace=trace, actor=actor)
             trace.refresh_from_db(fields=["status"])
     return AcceptResult(trace_id=trace.trace_id, status=trace.status, duplicate=False)
 

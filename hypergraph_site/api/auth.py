@@ -7,18 +7,27 @@ working at once in the process that revoked it and within `API_KEY_CACHE_S` in t
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 import time
 from dataclasses import dataclass
 
+import structlog
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
+from explainer.audit import audit_record, key_actor
 from explainer.models import ApiKey, Tenant
 
+logger = logging.getLogger(__name__)
+
 CACHE_MAX_KEYS = 1024
+# The public part of a key as the key library writes it (`<prefix>.<secret>`); anything else sent is not quoted.
+_KEY_PREFIX = re.compile(r"([A-Za-z0-9]{8})\.[A-Za-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,7 @@ class TenantApiKeyAuthentication(authentication.BaseAuthentication):
         api_key = _verified_key(key)
         if api_key is None or api_key.has_expired:
             raise exceptions.AuthenticationFailed("API key is unknown, revoked or expired.")
+        structlog.contextvars.bind_contextvars(tenant=api_key.tenant.slug)
         return TenantPrincipal(tenant=api_key.tenant, key=api_key), api_key
 
     def authenticate_header(self, request: Request) -> str:
@@ -93,3 +103,18 @@ class HasScope(permissions.BasePermission):
         required = getattr(view, "required_scope")
         self.message = f"This API key lacks the '{required}' scope."
         return principal.has_scope(required)
+
+
+def auth_denial_audit(request: Request, *, status: int, reason: str) -> None:
+    """Audit a refused request (401 or 403): the key's public prefix when one was sent, never the key or the
+    `Authorization` header. A refusal must not become a 500 because the audit write failed: that is logged."""
+    principal = request.user
+    tenant = principal.tenant if isinstance(principal, TenantPrincipal) else None
+    sent = _key_from_headers(request)
+    prefix = _KEY_PREFIX.fullmatch(sent) if sent else None
+    actor = key_actor(prefix.group(1)) if prefix else ("key:malformed" if sent else "anonymous")
+    try:
+        audit_record(action="auth.denied", actor=actor, tenant=tenant, target=f"{request.method} {request.path}"[:300],
+                     details={"status": status, "reason": reason})
+    except DatabaseError:
+        logger.exception("could not audit a refused request (%s %s)", request.method, request.path)

@@ -16,6 +16,8 @@ from django.views import defaults
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .auth import auth_denial_audit
+
 logger = logging.getLogger(__name__)
 
 # Prefixes whose routes keep Django's trailing-slash convention.
@@ -39,6 +41,8 @@ def exception_handler(exc, context) -> Response | None:
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
+    if response.status_code in (401, 403):
+        auth_denial_audit(context["request"], status=response.status_code, reason=str(exc))
     detail = response.data.get("detail", response.data) if isinstance(response.data, dict) else response.data
     response.data = error_body(str(detail))
     return response

@@ -12,7 +12,7 @@ from rest_framework_api_key.models import APIKey
 
 import hif
 from explainer.graph_documents import graph_load
-from explainer.models import DeadLetter, Explanation, Trace, TraceEvent
+from explainer.models import ApiKey, AuditEvent, DeadLetter, Explanation, Trace, TraceEvent
 from sae.config import dictionary_layer_folder
 from sae.labeling import CONTEXTS_FILE
 from sae.labels import save_labels
@@ -159,6 +159,25 @@ def test_graph_page_points_the_drawing_at_its_document(root, trace):
     assert "dictionary <strong>sample</strong>" in page and "<strong>8</strong> nodes" in page
     assert "explainer/graph/page.js" in page
     assert json.loads(root.get(document_url).content) == graph_load(explanation=Explanation.objects.get(trace=trace))
+    root.get(reverse("admin:explainer_trace_download", args=[trace.pk]), {"format": "neuronpedia"})
+    views = AuditEvent.objects.filter(action__startswith="admin.").values_list("action", "actor", "tenant", "target")
+    assert list(views) == [("admin.graph_viewed", "admin:root", "alice", "req-42"),
+                           ("admin.graph_document_read", "admin:root", "alice", "req-42"),
+                           ("admin.graph_downloaded", "admin:root", "alice", "req-42")]
+
+
+def test_keys_created_and_revoked_in_the_admin_are_audited(root, alice):
+    tenant, _ = alice
+    add = root.post(reverse("admin:explainer_apikey_add"), {"name": "ci", "tenant": tenant.pk,
+                                                              "scopes": '["traces:read"]'})
+    assert add.status_code == 302, add.content.decode()[:2000]
+    key = ApiKey.objects.get(name="ci")
+    change = root.post(reverse("admin:explainer_apikey_change", args=[key.pk]),
+                       {"name": "ci", "tenant": tenant.pk, "scopes": '["traces:read"]', "revoked": "on"})
+    assert change.status_code == 302, change.content.decode()[:2000]
+    rows = AuditEvent.objects.filter(actor="admin:root").values_list("action", "target")
+    assert list(rows) == [("api_key.created", f"key:{key.prefix}"), ("api_key.revoked", f"key:{key.prefix}")]
+    assert ApiKey.objects.get(pk=key.pk).revoked
 
 
 def test_dead_letters_keep_their_rerun_action(client, django_user_model, alice):
@@ -171,6 +190,7 @@ def test_dead_letters_keep_their_rerun_action(client, django_user_model, alice):
     letter.refresh_from_db()
     assert letter.replayed_at is not None
     assert Trace.objects.get(pk=failed.pk).status == "queued"
+    assert AuditEvent.objects.filter(action="trace.replayed", actor="admin:alice-staff").count() == 1
 
 
 def test_feature_notes_come_from_the_traces_dictionary(root, trace, settings, tmp_path):

@@ -80,8 +80,8 @@ class Http:
     def __init__(self, base_url: str, key: str) -> None:
         self.client = IngestClient(base_url, key)
 
-    def post(self, body: dict) -> tuple[int, dict]:
-        return self.client.request("POST", "/ingest", body)
+    def post(self, body: dict, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+        return self.client.request("POST", "/ingest", body, headers=headers)
 
     def get(self, path: str) -> tuple[int, dict]:
         return self.client.request("GET", path)

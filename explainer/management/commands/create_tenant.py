@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from explainer.audit import CLI
 from explainer.models import Scope, Tenant
 from explainer.services import api_key_create, tenant_create
 
@@ -18,7 +19,7 @@ class Command(BaseCommand):
         wanted = [s.strip() for s in scopes.split(",") if s.strip()]
         tenant = Tenant.objects.filter(slug=slug).first() or tenant_create(slug=slug, name=name)
         try:
-            _, key = api_key_create(tenant=tenant, scopes=wanted)
+            _, key = api_key_create(tenant=tenant, scopes=wanted, actor=CLI)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stderr.write(f"tenant '{tenant.slug}', scopes {wanted}; this key is shown once:")

@@ -7,6 +7,7 @@ from django.utils.dateparse import parse_datetime, parse_duration
 from rich.console import Console
 from rich.progress import Progress
 
+from explainer.audit import CLI
 from explainer.models import Tenant
 from ingest.replay import http_sender, read_events, send_in_process, wait_and_report
 from explainer.services import dead_letters_replay
@@ -36,7 +37,7 @@ class Command(BaseCommand):
                **options):
         console = Console(stderr=True)
         if dead_letters:
-            result = dead_letters_replay(trace_id=trace, stage=stage, reason=reason, since=since)
+            result = dead_letters_replay(trace_id=trace, stage=stage, reason=reason, since=since, actor=CLI)
             self.stdout.write(f"re-running {len(result.replayed)} dead-lettered traces")
             for letter in result.replayed:
                 self.stdout.write(f"  {_name(letter)} (failed at {letter.stage or '?'}: {letter.reason[:120]})")

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from explainer import services
 from explainer.graph_documents import StoredGraph
-from explainer.models import DeadLetter, Stage, Trace, TraceStatus
+from explainer.models import AuditEvent, DeadLetter, Stage, Trace, TraceStatus
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,6 +28,11 @@ def trace(alice, redis_flush):
 
 def claim(trace, stage=Stage.LOAD, owner="a" * 32, run_id=None) -> bool:
     return services.trace_claim_stage(trace_pk=trace.pk, run_id=run_id or trace.run_id, stage=stage, owner=owner)
+
+
+def audited() -> list[tuple[str, str, str]]:
+    """(action, actor, target) of every audit row about a trace, oldest first."""
+    return list(AuditEvent.objects.filter(action__startswith="trace.").values_list("action", "actor", "target"))
 
 
 def expire(trace) -> None:
@@ -98,6 +103,10 @@ def test_fail_records_one_dead_letter(trace):
     assert (letter.stage, letter.reason, letter.quarantined) == (Stage.LOAD, "boom", False)
     trace.refresh_from_db()
     assert trace.status == TraceStatus.FAILED and trace.error == "boom" and trace.lease_until is None
+    assert audited() == [("trace.queued", "system", "t-1"), ("trace.failed", "system", "t-1")]
+    assert AuditEvent.objects.get(action="trace.failed").details == {
+        "run_id": str(trace.run_id), "stage": "load", "reason": "boom", "dead_letter": letter.pk,
+        "quarantined": False}
 
 
 def test_complete_upserts_one_explanation_only_for_the_holder(trace):
@@ -113,6 +122,8 @@ def test_complete_upserts_one_explanation_only_for_the_holder(trace):
     assert trace.status == TraceStatus.COMPLETE and trace.explanation.node_count == 1
     assert (trace.explanation.object_key, trace.explanation.meta) == ("k.hif.json.gz", {"version": "hif-1"})
     assert trace.timings == {"persist": 0.5}
+    assert [row[0] for row in audited()] == ["trace.queued", "trace.complete"]
+    assert AuditEvent.objects.get(action="trace.complete").tenant == "alice"
 
 
 def test_sweep_republishes_expired_leases_once(trace, redis_flush):
@@ -142,8 +153,10 @@ def test_sweep_ignores_traces_never_finalized(alice):
 
 def test_dead_letter_replay_starts_a_new_run_once(trace, redis_flush):
     services.trace_fail(trace_pk=trace.pk, run_id=trace.run_id, stage=Stage.LOAD, reason="boom")
-    assert len(services.dead_letters_replay().replayed) == 1
+    assert len(services.dead_letters_replay(actor="cli").replayed) == 1
     assert services.dead_letters_replay().replayed == []
+    assert audited()[-1] == ("trace.replayed", "cli", "t-1")
+    assert AuditEvent.objects.last().details["dead_letter"] == DeadLetter.objects.get().pk
     after = Trace.objects.get(pk=trace.pk)
     assert after.status == TraceStatus.QUEUED and after.run_id != trace.run_id and after.stage == Stage.LOAD
 

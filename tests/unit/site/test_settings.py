@@ -51,3 +51,9 @@ def test_storage_settings_are_checked_at_start():
     no_bucket = manage("check", DEV_MODE="1", ARTIFACT_BACKEND="s3", S3_BUCKET="")
     assert no_bucket.returncode != 0 and "S3_BUCKET is not set" in no_bucket.stderr
     assert manage("check", DEV_MODE="1", STORAGE_BACKEND="s3", S3_BUCKET="graphs").returncode == 0
+
+
+def test_log_format_is_checked_at_start():
+    unknown = manage("check", DEV_MODE="1", LOG_FORMAT="xml")
+    assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
+    assert "LOG_FORMAT='xml' is not valid; choose json or console" in unknown.stderr
