@@ -27,13 +27,22 @@ _consumed_queues: frozenset[str] = frozenset()
 _blas_threads: int | None = None
 
 
-STAGE_WORK = {
+def _planned(work):
+    """A stage's work behind the backpressure look every stage start takes (the first one decides the trace's
+    degradation, or sheds it: `services.trace_degradation_decide`)."""
+    def planned(trace: Trace):
+        services.trace_degradation_decide(trace=trace)
+        return work(trace)
+    return planned
+
+
+STAGE_WORK = {stage: _planned(work) for stage, work in {
     Stage.LOAD: lambda t: pipeline.load_stage(t, pipeline.artifact_store()),
     Stage.SAE_DECODE: lambda t: pipeline.sae_decode_stage(t, pipeline.artifact_store(), pipeline.sae_service()),
     Stage.ATTRIBUTE: lambda t: pipeline.attribute_stage(t, pipeline.artifact_store(), pipeline.sae_service()),
     Stage.BUILD: lambda t: pipeline.build_stage(t, pipeline.artifact_store()),
     Stage.PERSIST: lambda t: pipeline.persist_stage(t, pipeline.artifact_store()),
-}
+}.items()}
 
 
 def _persist_finish(trace: Trace, owner: str, graph: pipeline.StoredGraph, seconds: float) -> bool:

@@ -21,6 +21,7 @@ from django.utils import timezone
 from explainer.models import Trace, TraceEvent, TraceStatus
 from hypergraph_site.api.broker import broker_check
 from explainer.selectors import dictionary_catalog
+from explainer.load_reading import pressure_level
 from explainer.services import trace_start_run
 from explainer.text import tokenize
 
@@ -132,8 +133,9 @@ def _accept(tenant, event: IngestEvent, digest: str) -> AcceptResult:
         row = _event_row(event, digest)
         row.trace = trace
         row.save()
-        if event.finalizes:
-            trace_start_run(trace=trace)
+        if event.finalizes:  # the level it is accepted at: its run degrades at least that much
+            level = pressure_level(tenant_id=tenant.pk, granularity=summary.get("granularity", trace.granularity))
+            trace_start_run(trace=trace, level=level)
             trace.refresh_from_db(fields=["status"])
     return AcceptResult(trace_id=trace.trace_id, status=trace.status, duplicate=False)
 
