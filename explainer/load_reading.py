@@ -161,11 +161,12 @@ def _read() -> Reading:
     queue_lengths = {queue: sum(lengths[i * len(PRIORITY_STEPS):(i + 1) * len(PRIORITY_STEPS)])
                      for i, queue in enumerate(QUEUES)}
     fold = _fold_script()
-    throughput = {}
-    for granularity in Granularity.values:
-        rate = fold(keys=[_finished_key(granularity), f"{KEY_PREFIX}:throughput:{granularity}"],
-                    args=[granularity_active.get(granularity, 0), 1.0, THROUGHPUT_TAU_S])
-        throughput[granularity] = float(rate) if rate is not None else None
+    with _client().pipeline(transaction=False) as pipe:
+        for granularity in Granularity.values:
+            fold(keys=[_finished_key(granularity), f"{KEY_PREFIX}:throughput:{granularity}"],
+                 args=[granularity_active.get(granularity, 0), 1.0, THROUGHPUT_TAU_S], client=pipe)
+        rates = pipe.execute()
+    throughput = {g: float(rate) if rate is not None else None for g, rate in zip(Granularity.values, rates)}
     reading = Reading(queue_lengths=queue_lengths, tenant_active=tenant_active, tenant_running=tenant_running,
                       tenant_queued=tenant_queued, granularity_active=granularity_active, throughput=throughput,
                       db_active=sum(tenant_active.values()))

@@ -159,7 +159,8 @@ def _work(stage: Stage, trace: Trace, run_id: str, work: Callable[[Trace], objec
                         what=f"deferring trace {trace.pk}")
         return False, None
     except services.TraceShed as exc:
-        retry_transient(lambda: services.trace_shed(trace_pk=trace.pk, run_id=run_id, reason=str(exc)),
+        why = str(exc)
+        retry_transient(lambda: services.trace_shed(trace_pk=trace.pk, run_id=run_id, reason=why),
                         what=f"shedding trace {trace.pk}")
         return False, None
     except PERMANENT_ERRORS as exc:

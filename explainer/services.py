@@ -215,8 +215,8 @@ def trace_degradation_decide(*, trace: Trace) -> list[str]:
     load = reading.load_for(tenant_id=trace.tenant_id, granularity=trace.granularity)
     if trace.degraded is None:
         bounds = limits()
-        if defers(bounds, tenant_id=trace.tenant_id, tenant_active=reading.tenant_active,
-                  tenant_queued=reading.tenant_queued):
+        if trace.stage == Stage.LOAD and defers(bounds, tenant_id=trace.tenant_id, tenant_active=reading.tenant_active,
+                                                tenant_queued=reading.tenant_queued):
             raise TraceDeferred(f"tenant {trace.tenant_id} has {load.tenant_active} traces queued or running "
                                 f"(BP_MAX_QUEUE_TENANT {bounds.max_queue_tenant}) while other tenants wait")
         level = max(Level.of(trace.backpressure_level), level_of(bounds, load, trace.granularity))

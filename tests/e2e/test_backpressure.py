@@ -11,7 +11,6 @@ import base64
 import json
 import shutil
 
-import numpy as np
 import pytest
 from django.core.management import call_command
 

@@ -14,8 +14,8 @@ from explainer.services import dead_letters_replay, traces_shed_replay
 
 class Command(BaseCommand):
     help = ("Send recorded /ingest events (JSONL, one event per line, optional \"tenant\" key) through the ingest "
-            "path, in process or over HTTP with --url; or re-run dead-lettered traces with --dead-letters, or traces shed "
-            "by backpressure with --shed.")
+            "path, in process or over HTTP with --url; or re-run dead-lettered traces with --dead-letters, or "
+            "traces shed by backpressure with --shed.")
 
     def add_arguments(self, parser):
         parser.add_argument("files", nargs="*", type=Path)

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 import attribution
 import hif
-from explainer.backpressure import (ACTIONS, DROP, Level, Limits, Load, actions_for, effective_level, level_of,
-                                    parse_ladder, refuses_admission)
+from explainer.backpressure import (ACTIONS, DROP, Level, Limits, Load, actions_for, defers, effective_level,
+                                    level_of, parse_ladder, refuses_admission)
 from explainer.degrade import stage_plan
 
 LIMITS = Limits()  # the documented defaults: 1.5 / 3.0 s, 200 / 5000 queued, guarantee 2, burst 1.5
@@ -73,6 +73,17 @@ def test_admission_is_refused_only_when_every_granularity_is_at_drop():
     overloaded = load(global_active=6001)
     assert refuses_admission(LIMITS, {"sentence": overloaded, "token": overloaded})
     assert not refuses_admission(LIMITS, {"sentence": load(backlog_s=3.4), "token": load(backlog_s=3.4)})
+
+
+@pytest.mark.parametrize("active, queued, expected", [
+    ({1: 201, 2: 1}, {1: 200, 2: 1}, True),  # over its max while a tenant within its max waits
+    ({1: 200, 2: 1}, {1: 199, 2: 1}, False),  # at its max is within it
+    ({1: 201, 2: 1}, {1: 200}, False),  # the other tenant waits for nothing
+    ({1: 201, 2: 250}, {1: 200, 2: 250}, False),  # the other tenant is over its max too: queue order
+    ({1: 201, 2: 0, 3: 4}, {1: 200, 3: 2}, True),
+])
+def test_a_tenant_over_its_max_goes_behind_tenants_within_theirs(active, queued, expected):
+    assert defers(LIMITS, tenant_id=1, tenant_active=active, tenant_queued=queued) == expected
 
 
 loads = st.builds(Load, backlog_s=st.floats(0, 100, allow_nan=False), tenant_active=st.integers(0, 10_000),
