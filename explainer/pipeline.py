@@ -3,6 +3,9 @@
 Each stage reads its inputs from the artifact store, calls one of the pure libraries (`sae`, `attribution`, `hif`)
 and writes its outputs back, so a stage can be re-run after a crash with the same result. `PipelineError` (and the
 libraries' own input errors) are permanent: the trace fails with the message, the worker carries on.
+
+Each stage works with the trace's `StagePlan` (`explainer.degrade`): the configs its recorded backpressure
+degradation leaves it, passed in by the task, or computed from the trace when not given.
 """
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 
 from explainer import load_reading
 from explainer.load_reading import current_reading, throughput_count
@@ -78,3 +79,12 @@ def test_an_idle_service_keeps_its_throughput_and_a_stalled_one_loses_it(fresh, 
     add_traces(alice[0], "queued", 1)
     back_date_fold(fresh, "sentence", 60.0)
     assert current_reading().throughput["sentence"] < 0.5  # work waited a minute and nothing finished
+
+
+def test_the_level_gauge_follows_each_reading(fresh, alice, settings):
+    settings.BP_MAX_QUEUE_GLOBAL = 5
+    current_reading()
+    assert REGISTRY.get_sample_value("backpressure_level", {"granularity": "sentence"}) == 0
+    add_traces(alice[0], "queued", 6)  # 6 > 5: hard
+    current_reading()
+    assert REGISTRY.get_sample_value("backpressure_level", {"granularity": "token"}) == 2
