@@ -17,7 +17,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 
 import redis
 from celery import current_app
@@ -91,13 +91,19 @@ def _fold_script():
 
 
 def limits() -> Limits:
-    """The BP_* settings as one value."""
-    return Limits(
-        max_backlog_sentence=settings.BP_MAX_BACKLOG_SENTENCE, max_backlog_token=settings.BP_MAX_BACKLOG_TOKEN,
-        max_queue_tenant=settings.BP_MAX_QUEUE_TENANT, max_queue_global=settings.BP_MAX_QUEUE_GLOBAL,
-        tenant_min_guarantee=settings.BP_TENANT_MIN_GUARANTEE, burst_multiplier=settings.BP_BURST_MULTIPLIER,
-        ladder=parse_ladder(settings.BP_DEGRADE_LADDER),
-    )
+    """The BP_* settings as one value (built once per distinct set of values: /ingest asks on every request)."""
+    return _limits(settings.BP_MAX_BACKLOG_SENTENCE, settings.BP_MAX_BACKLOG_TOKEN, settings.BP_MAX_QUEUE_TENANT,
+                   settings.BP_MAX_QUEUE_GLOBAL, settings.BP_TENANT_MIN_GUARANTEE, settings.BP_BURST_MULTIPLIER,
+                   settings.BP_DEGRADE_LADDER)
+
+
+@lru_cache(maxsize=8)
+def _limits(max_backlog_sentence: float, max_backlog_token: float, max_queue_tenant: int, max_queue_global: int,
+            tenant_min_guarantee: int, burst_multiplier: float, ladder: str) -> Limits:
+    return Limits(max_backlog_sentence=max_backlog_sentence, max_backlog_token=max_backlog_token,
+                  max_queue_tenant=max_queue_tenant, max_queue_global=max_queue_global,
+                  tenant_min_guarantee=tenant_min_guarantee, burst_multiplier=burst_multiplier,
+                  ladder=parse_ladder(ladder))
 
 
 def _finished_key(granularity: str) -> str:

@@ -19,6 +19,7 @@ from explainer.load_reading import current_reading, limits
 from explainer.models import Granularity
 
 KEY_PREFIX = "hg:ingest:bucket"
+GRANULARITIES = tuple(Granularity.values)
 
 # KEYS: the tenant's bucket; ARGV: rate (tokens per second), burst (bucket size). Returns the seconds to wait for a
 # token, 0 when one was taken. The bucket expires once it would be full again, so idle tenants cost no memory.
@@ -74,7 +75,7 @@ def load_admission(*, tenant_id: int, finalizes: bool) -> Refusal | None:
     """503 while every granularity is at the drop level (global overload); 429 for a finalize that would take the
     tenant past its queue cap (`BP_MAX_QUEUE_TENANT` × `BP_BURST_MULTIPLIER` traces queued or running)."""
     bounds, reading = limits(), current_reading()
-    loads = {g: reading.load_for(tenant_id=tenant_id, granularity=g) for g in Granularity.values}
+    loads = {g: reading.load_for(tenant_id=tenant_id, granularity=g) for g in GRANULARITIES}
     if refuses_admission(bounds, loads):
         return Refusal(503, f"the service is overloaded ({reading.global_active} traces queued or running, "
                             f"BP_MAX_QUEUE_GLOBAL {bounds.max_queue_global}); nothing was stored, retry later",
