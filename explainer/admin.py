@@ -174,12 +174,14 @@ class TraceAdmin(TenantScopedAdmin):
     show_full_result_count = False
     fieldsets = (
         (None, {"fields": (("trace_id", "tenant_slug", "status_badge"), ("stage", "granularity", "model_name"),
-                           ("model_hash", "run_id"), ("created", "finalized_at", "finished_at"))}),
+                           ("model_hash", "run_id"), ("created", "finalized_at", "finished_at"),
+                           ("backpressure_level", "degraded"))}),
         ("Graph", {"fields": ("graph_summary",)}),
         ("Stage timeline", {"fields": ("timeline",)}),
     )
     readonly_fields = ("trace_id", "tenant_slug", "status_badge", "stage", "model_name", "model_hash", "granularity",
-                       "run_id", "created", "finalized_at", "finished_at", "timeline", "graph_summary", "error")
+                       "run_id", "created", "finalized_at", "finished_at", "timeline", "graph_summary", "error",
+                       "backpressure_level", "degraded")
     inlines = [TraceEventInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:

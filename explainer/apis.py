@@ -21,6 +21,7 @@ from hypergraph_site.api.openapi import RETRY_AFTER, api_key_errors, error_docs,
 
 from .exports import EXPORT_FORMATS, export_graph
 from .graph_documents import GraphBytes, GraphCorrupt, graph_bytes, graph_load
+from .backpressure import ACTIONS
 from .models import Granularity, Scope, Stage, TraceStatus
 from .object_store import ObjectMissing, StorageUnavailable
 from .selectors import dictionary_catalog, explanation_get, trace_get, trace_list, trace_summary
@@ -43,7 +44,7 @@ class TraceFieldsSerializer(serializers.Serializer):
 class TraceItemSerializer(TraceFieldsSerializer):
     nodes = serializers.IntegerField(allow_null=True, help_text="Nodes of the graph; null until complete")
     incidences = serializers.IntegerField(allow_null=True, help_text="Incidences of the graph; null until complete")
-    error = serializers.CharField(allow_null=True, help_text="Why the trace failed or expired")
+    error = serializers.CharField(allow_null=True, help_text="Why the trace failed, expired or was shed")
     created = serializers.DateTimeField()
     finished = serializers.DateTimeField(allow_null=True)
     url = serializers.URLField(help_text="The trace's own status URL")
@@ -98,8 +99,11 @@ class TraceSummarySerializer(TraceFieldsSerializer):
     finalized = serializers.BooleanField()
     timings = serializers.DictField(child=serializers.FloatField(), help_text="Seconds of each finished stage")
     counts = TraceCountsSerializer()
-    error = serializers.CharField(allow_null=True, help_text="Why the trace failed or expired")
+    error = serializers.CharField(allow_null=True, help_text="Why the trace failed, expired or was shed")
     verification = TraceVerificationSerializer(allow_null=True, help_text="Null until the attribute stage ran")
+    degraded = serializers.ListField(child=serializers.ChoiceField(ACTIONS), help_text=(
+        "The backpressure actions this run's work was degraded by (README \"Backpressure and admission\"), in "
+        "ladder order; `drop` when the trace was shed. Empty when it ran in full or is not started yet"))
     created = serializers.DateTimeField()
     updated = serializers.DateTimeField()
 
@@ -225,7 +229,7 @@ class TraceListApi(APIView):
                                  "url": "http://127.0.0.1:8000/v1/traces/req-42"}]})]),
             400: error_docs("A filter value is not valid", error_example(
                 400, "unknown status 'done'; choose one of ['open', 'queued', 'running', 'complete', 'failed', "
-                     "'canceled', 'expired']", path="status")),
+                     "'canceled', 'expired', 'shed']", path="status")),
             **api_key_errors(Scope.TRACES_READ),
         },
     )
@@ -280,6 +284,7 @@ class TraceDetailApi(APIView):
                         "attribution_note": None, "verifier": "ablation", "top_k": 16, "checked": 16, "verified": 12,
                         "budget_exhausted": 0, "spearman": 0.81, "top8_drop": 2.4, "random8_drop": 0.3,
                         "drop_ratio": 8.0, "compared_windows": 9, "min_drop": 0.05, "seed": 0, "elapsed_ms": 84.2},
+                    "degraded": [],
                     "created": "2026-11-28T08:00:00+00:00", "updated": "2026-11-28T08:00:02+00:00"})]),
             **NO_SUCH_TRACE,
             **api_key_errors(Scope.TRACES_READ),
@@ -339,7 +344,8 @@ class TraceGraphApi(APIView):
                 400, "unknown format 'graphml'; choose one of ['hif-1', 'hif-standard', 'neuronpedia']",
                 path="format")),
             **NO_SUCH_TRACE,
-            409: error_docs("No graph will come: the trace failed, was canceled or expired", error_example(
+            409: error_docs("No graph will come: the trace failed, was canceled, expired or was shed (until it is "
+                            "replayed)", error_example(
                 409, "trace is failed: layer 6: the dictionary has width 384, the activations 768")),
             **api_key_errors(Scope.TRACES_READ),
             500: error_docs("The stored document is missing or no longer matches the hash recorded when it was "
@@ -358,7 +364,7 @@ class TraceGraphApi(APIView):
                                   path="format")
         trace = trace_get(tenant=request.user.tenant, trace_id=trace_id)
         explanation = explanation_get(tenant=request.user.tenant, trace_id=trace_id)
-        if trace.status in (TraceStatus.FAILED, TraceStatus.CANCELED, TraceStatus.EXPIRED):
+        if trace.status in (TraceStatus.FAILED, TraceStatus.CANCELED, TraceStatus.EXPIRED, TraceStatus.SHED):
             return error_response(409, f"trace is {trace.status}: {trace.error or 'no graph'}")
         if trace.status != TraceStatus.COMPLETE or explanation is None:
             body = {"trace_id": trace.trace_id, "status": trace.status, "error": trace.error or None,

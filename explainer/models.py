@@ -55,9 +55,12 @@ class TraceStatus(models.TextChoices):
     FAILED = "failed"
     CANCELED = "canceled"
     EXPIRED = "expired"
+    # Dropped by backpressure before any work (`error` says why); `manage.py replay --shed` runs it again.
+    SHED = "shed"
 
 
-TERMINAL_STATUSES = (TraceStatus.COMPLETE, TraceStatus.FAILED, TraceStatus.CANCELED, TraceStatus.EXPIRED)
+TERMINAL_STATUSES = (TraceStatus.COMPLETE, TraceStatus.FAILED, TraceStatus.CANCELED, TraceStatus.EXPIRED,
+                     TraceStatus.SHED)
 ACTIVE_STATUSES = (TraceStatus.QUEUED, TraceStatus.RUNNING)
 
 
@@ -116,6 +119,11 @@ class Trace(models.Model):
     # What the attribute stage valued (`value`: model, logit or cosine, and why not the model) and, with a shadow
     # model, the verification by ablation: counts, Spearman of predicted against observed, top-8/random-8 drops.
     verification = models.JSONField(default=dict, blank=True)
+    # Backpressure (`explainer.backpressure`): the level seen when the trace was finalized, raised to the level seen
+    # at its first stage start, and the ladder actions that level applies to its work (null until decided). Kept on
+    # the row so a re-run after a crash does the same work.
+    backpressure_level = models.CharField(max_length=8, blank=True)
+    degraded = models.JSONField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 

@@ -3,6 +3,9 @@
 Each stage reads its inputs from the artifact store, calls one of the pure libraries (`sae`, `attribution`, `hif`)
 and writes its outputs back, so a stage can be re-run after a crash with the same result. `PipelineError` (and the
 libraries' own input errors) are permanent: the trace fails with the message, the worker carries on.
+
+Each stage works with the trace's `StagePlan` (`explainer.degrade`): the configs its recorded backpressure
+degradation leaves it, passed in by the task, or computed from the trace when not given.
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ from .selectors import dictionary_catalog
 from .shadow import shadow_inputs, shadow_model, verify_config
 from .shards import shard_client
 from .artifacts import ArtifactStore, configured_artifact_store
+from .backpressure import Level
+from .degrade import StagePlan, stage_plan
 from .graph_documents import StoredGraph, graph_delete, graph_store
 from .models import Stage, Trace
 from .text import sentence_windows
@@ -56,6 +61,13 @@ def attribution_config() -> "attribution.AttributionConfig":
 @cache
 def hypergraph_config() -> "hif.HypergraphConfig":
     return hif.HypergraphConfig.from_env()
+
+
+def stage_plan_of(trace: Trace) -> StagePlan:
+    """The work the trace's recorded degradation leaves its stages (`explainer.degrade`); none: the configs."""
+    return stage_plan(granularity=trace.granularity, actions=trace.degraded,
+                      level=Level.of(trace.backpressure_level), attribution_config=attribution_config(),
+                      graph_config=hypergraph_config())
 
 
 # --- load ----------------------------------------------------------------------------------------------
@@ -133,7 +145,8 @@ def public_message(text: str) -> str:
     return text
 
 
-def load_stage(trace: Trace, store: ArtifactStore) -> None:
+def load_stage(trace: Trace, store: ArtifactStore, plan: StagePlan | None = None) -> None:
+    plan = plan or stage_plan_of(trace)
     completion = completion_of(trace)
     if not completion.text and not completion.tokens:
         raise PipelineError("the trace has no completion event (model output text)")
@@ -144,7 +157,7 @@ def load_stage(trace: Trace, store: ArtifactStore) -> None:
     for payload in payloads:
         for layer, rows in _rows_of(payload).items():
             parts.setdefault(layer, []).append(rows)
-    layers = {layer: _stitch(layer, rows) for layer, rows in sorted(parts.items())}
+    layers = {layer: _stitch(layer, parts[layer]) for layer in plan.kept_layers(list(parts))}
     positions = {a.shape[0] for a in layers.values()}
     if len(positions) != 1:
         raise PipelineError(f"layers cover different numbers of positions: "
@@ -170,7 +183,10 @@ def _layer_arrays(arrays: dict[str, np.ndarray], prefix: str) -> dict[int, np.nd
     return {int(k.removeprefix(prefix)): v for k, v in arrays.items() if k.startswith(prefix)}
 
 
-def sae_decode_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeService") -> None:
+def sae_decode_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeService",
+                     plan: StagePlan | None = None) -> None:
+    plan = plan or stage_plan_of(trace)
+    topk = min(plan.topk, service.config.topk) if plan.topk else None
     info = store.load_json(trace.pk, "trace")
     acts = _layer_arrays(store.load_arrays(trace.pk, "acts"), "layer_")
     features: dict[str, np.ndarray] = {}
@@ -186,7 +202,7 @@ def sae_decode_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecode
         mismatch = sae.check_convention(dictionary, info["convention"]) if info["convention"] else None
         if mismatch:
             raise PipelineError(f"layer {layer}: {mismatch}")
-        result = service.decode(layer, rows)
+        result = service.decode(layer, rows, topk=topk)
         features[f"idx_{layer}"] = result.indices.astype(np.int64)
         features[f"val_{layer}"] = result.values.astype(np.float32)
         dictionaries[str(layer)] = {"folder": str(dictionary.folder), "format": dictionary.format,
@@ -197,7 +213,9 @@ def sae_decode_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecode
 
 # --- attribute -----------------------------------------------------------------------------------------
 
-def attribute_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeService") -> None:
+def attribute_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeService",
+                    plan: StagePlan | None = None) -> None:
+    plan = plan or stage_plan_of(trace)
     info = store.load_json(trace.pk, "trace")
     acts = _layer_arrays(store.load_arrays(trace.pk, "acts"), "layer_")
     features = store.load_arrays(trace.pk, "features")
@@ -215,14 +233,14 @@ def attribute_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeS
     through_model = None
     if inputs is not None:
         try:
-            through_model = _through_model(trace, layers, inputs, windows, labels, info["tokens"])
+            through_model = _through_model(plan, layers, inputs, windows, labels, info["tokens"])
         except Exception as exc:  # out of memory, a model the library cannot run: the trace keeps the other reading
             log.exception("attribution through the shadow model failed for trace %s", trace.pk)
             why_not = f"attribution through the shadow model failed: {type(exc).__name__}: {exc}"
     if through_model is None:
         result = attribution.attribute(
-            layers, granularity=trace.granularity, windows=windows, token_ids=info["token_ids"],
-            unembedding=unembedding, config=attribution_config(), graph_config=hypergraph_config(), labels=labels,
+            layers, granularity=plan.granularity, windows=windows, token_ids=info["token_ids"],
+            unembedding=unembedding, config=plan.attribution, graph_config=plan.graph, labels=labels,
             tokens=info["tokens"],
         )
         graph, verification = result.graph, {"value": result.value, "shadow_model": None, "shadow_skipped": why_not}
@@ -242,15 +260,15 @@ def _model_inputs(trace: Trace, layers: list) -> tuple["attribution.ModelInputs 
     return inputs, why_not or ""
 
 
-def _through_model(trace: Trace, layers: list, inputs: "attribution.ModelInputs", windows: list, labels: dict,
+def _through_model(plan: StagePlan, layers: list, inputs: "attribution.ModelInputs", windows: list, labels: dict,
                    tokens: list[str]) -> tuple["hif.Graph", dict]:
     """Attribution through the shadow model, then verification of its strongest incidences by ablation."""
     model = shadow_model().model
     result = attribution.attribute_through_model(
-        layers, shadow=model, inputs=inputs, granularity=trace.granularity, windows=windows,
-        config=attribution_config(), graph_config=hypergraph_config(), labels=labels, tokens=tokens,
+        layers, shadow=model, inputs=inputs, granularity=plan.granularity, windows=windows,
+        config=plan.attribution, graph_config=plan.graph, labels=labels, tokens=tokens,
     )
-    spans = attribution.window_spans(trace.granularity, windows, layers[0].n_positions)
+    spans = attribution.window_spans(plan.granularity, windows, layers[0].n_positions)
     checked = attribution.verify(result.graph, layers, model, inputs, spans, verify_config())
     return checked.graph, {"value": result.value, "shadow_model": model.name, "shadow_skipped": None,
                            "attribution_note": result.reason, **checked.summary}
@@ -293,7 +311,8 @@ def _unembedding_near(layer_folder: Path) -> "attribution.Unembedding | None":
 
 # --- prune and build, persist -------------------------------------------------------------------------
 
-def build_stage(trace: Trace, store: ArtifactStore) -> None:
+def build_stage(trace: Trace, store: ArtifactStore, plan: StagePlan | None = None) -> None:
+    plan = plan or stage_plan_of(trace)
     graph = hif.Graph.from_arrays(store.load_arrays(trace.pk, "attribution"))
     dictionaries = store.load_json(trace.pk, "dictionaries")
     meta = {  # created_at: build_hif stamps now (UTC)
@@ -301,9 +320,9 @@ def build_stage(trace: Trace, store: ArtifactStore) -> None:
         "model_hash": trace.model_hash,
         "sae_dictionary": settings.DICT_NAME if not dictionaries else
         ",".join(sorted({Path(d["folder"]).parent.name for d in dictionaries.values()})),
-        "granularity": trace.granularity,
+        "granularity": plan.granularity,
     }
-    document = hif.build_hif(graph, meta, hypergraph_config())
+    document = hif.build_hif(graph, meta, plan.graph)
     errors = hif.validate_hif(document)
     if errors:
         raise PipelineError("built graph is not valid HIF v1: " + "; ".join(errors[:5]))

@@ -23,6 +23,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 import sae
 
 from . import services
+from .load_reading import throughput_count
 from .artifacts import ArtifactMissing
 from .leases import owner_token
 from .log_context import trace_context_bind
@@ -42,6 +43,9 @@ TRANSIENT_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError, Operati
                     StorageUnavailable, ConnectionError, TimeoutError)
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
+# A trace put back behind other tenants' work waits this long first, so a worker whose queue holds only deferred
+# traces (the other tenant's message still on its way) does not spin on them.
+DEFER_PAUSE_S = 0.05
 
 
 def retry_transient(fn: Callable[[], T], *, what: str, window_s: float | None = None) -> T:
@@ -128,13 +132,14 @@ def run_chain(stage: Stage, trace_pk: int, run_id: str, works: Mapping[Stage, Ca
         while True:
             structlog.contextvars.bind_contextvars(stage=str(stage))
             started = time.perf_counter()
-            ok, output = _work(stage, trace, run_id, works[stage])
+            ok, output = _work(stage, trace, run_id, works[stage], owner)
             if not ok:
                 return
             seconds = time.perf_counter() - started
             logger.info("stage %s of trace %s done in %.3f s", stage, trace_pk, seconds)
             if stage.next is None:
-                retry_transient(lambda: finish(trace, owner, output, seconds), what=f"finishing trace {trace_pk}")
+                if retry_transient(lambda: finish(trace, owner, output, seconds), what=f"finishing trace {trace_pk}"):
+                    throughput_count(granularity=trace.granularity)
                 return
             keep = runs_here(stage.next)
             timings = {**trace.timings, stage: round(seconds, 4)}
@@ -150,10 +155,23 @@ def run_chain(stage: Stage, trace_pk: int, run_id: str, works: Mapping[Stage, Ca
     services.stage_publish(trace_pk=trace_pk, run_id=run_id, stage=stage)
 
 
-def _work(stage: Stage, trace: Trace, run_id: str, work: Callable[[Trace], object]) -> tuple[bool, object]:
-    """(True, output) of one stage's work; (False, None) once a failure has been recorded for the trace."""
+def _work(stage: Stage, trace: Trace, run_id: str, work: Callable[[Trace], object],
+          owner: str) -> tuple[bool, object]:
+    """(True, output) of one stage's work; (False, None) once a failure has been recorded for the trace, or
+    backpressure shed it or put it back in the queue."""
     try:
         return True, retry_transient(lambda: work(trace), what=f"{stage} of trace {trace.pk}")
+    except services.TraceDeferred as exc:
+        logger.info("trace %s goes back behind the queue: %s", trace.pk, exc)
+        time.sleep(DEFER_PAUSE_S)
+        retry_transient(lambda: services.trace_defer(trace_pk=trace.pk, run_id=run_id, owner=owner),
+                        what=f"deferring trace {trace.pk}")
+        return False, None
+    except services.TraceShed as exc:
+        why = str(exc)
+        retry_transient(lambda: services.trace_shed(trace_pk=trace.pk, run_id=run_id, reason=why),
+                        what=f"shedding trace {trace.pk}")
+        return False, None
     except PERMANENT_ERRORS as exc:
         reason = str(exc)
     except MemoryError:
@@ -164,6 +182,7 @@ def _work(stage: Stage, trace: Trace, run_id: str, work: Callable[[Trace], objec
         logger.exception("%s of trace %s failed unexpectedly", stage, trace.pk)
         reason = f"internal error in {stage}: {type(exc).__name__}: {exc}"
     _fail(trace.pk, run_id, stage, reason)
+    throughput_count(granularity=trace.granularity)
     return False, None
 
 

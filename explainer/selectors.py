@@ -78,6 +78,7 @@ def trace_summary(*, trace: Trace) -> dict:
         },
         "error": trace.error or None,
         "verification": trace.verification or None,
+        "degraded": trace.degraded or [],
         "created": trace.created.isoformat(),
         "updated": trace.updated.isoformat(),
     }

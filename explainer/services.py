@@ -33,6 +33,8 @@ from .models import (
 from .artifacts import configured_artifact_store
 from .audit import SYSTEM, audit_record, key_actor
 from .log_context import message_headers
+from .backpressure import DEFER, DROP, Level, actions_for, defers, effective_level, level_of
+from .load_reading import ACTIONS_TOTAL, current_reading, limits
 from .graph_documents import StoredGraph, graph_delete
 from .leases import owner_is_gone
 from .shards import shard_keys, shards_delete
@@ -108,10 +110,11 @@ def stage_publish(*, trace_pk: int, run_id: str, stage: Stage) -> bool:
     return True
 
 
-def trace_start_run(*, trace: Trace, actor: str = SYSTEM, action: str = "trace.queued",
+def trace_start_run(*, trace: Trace, level: Level = Level.NONE, actor: str = SYSTEM, action: str = "trace.queued",
                     details: dict | None = None) -> uuid.UUID:
     """Hand a trace to a new run: fresh run id, queued at the load stage, published after the transaction commits.
 
+    `level` is the backpressure level the trace was accepted at; the run decides its degradation afresh from it.
     Audited as `action` (queued, or replayed for a dead letter's re-run) in the same transaction: call it last in
     the caller's transaction. Give `trace.tenant` already loaded on hot paths, or naming it costs a query.
     """
@@ -120,6 +123,7 @@ def trace_start_run(*, trace: Trace, actor: str = SYSTEM, action: str = "trace.q
     Trace.objects.filter(pk=trace.pk).update(
         status=TraceStatus.QUEUED, stage=Stage.LOAD, run_id=run_id, error="", finished_at=None, lease_owner="",
         lease_until=_lease_end(), attempts=0, finalized_at=trace.finalized_at or now, updated=now,
+        backpressure_level=level.label, degraded=None,
     )
     transaction.on_commit(lambda: stage_publish(trace_pk=trace.pk, run_id=str(run_id), stage=Stage.LOAD))
     audit_record(action=action, actor=actor, tenant=trace.tenant, target=trace.trace_id,
@@ -225,6 +229,90 @@ def trace_fail(*, trace_pk: int, run_id: str | None, stage: str, reason: str) ->
     if updated:
         logger.warning("trace %s failed at %s: %s", trace_pk, stage, reason)
     return bool(updated)
+
+
+# --- Backpressure: degrade or shed, once per run; replaying shed traces ------------------------------------
+
+class TraceShed(Exception):
+    """Backpressure dropped the trace before any work; the message is the reason recorded on it."""
+
+
+class TraceDeferred(Exception):
+    """The trace's tenant is over its queue max while another tenant's work waits: it goes back behind it."""
+
+
+def trace_degradation_decide(*, trace: Trace) -> list[str]:
+    """The actions the trace's run works with, decided at its first stage start and stored; raises `TraceShed`
+    when the decision is to drop it, `TraceDeferred` when its tenant must let another tenant's waiting work go first
+    (`backpressure.defers`).
+
+    Every stage start looks at the load (for the level gauge); only the first one decides, from the higher of the
+    level the trace was accepted at and the level now. The decision is one conditional UPDATE, so a stage re-run
+    after a crash, or a second holder, finds it and does the same work.
+    """
+    reading = current_reading()
+    load = reading.load_for(tenant_id=trace.tenant_id, granularity=trace.granularity)
+    if trace.degraded is None:
+        bounds = limits()
+        if trace.stage == Stage.LOAD and defers(bounds, tenant_id=trace.tenant_id, tenant_active=reading.tenant_active,
+                                                tenant_queued=reading.tenant_queued):
+            raise TraceDeferred(f"tenant {trace.tenant_id} has {load.tenant_active} traces queued or running "
+                                f"(BP_MAX_QUEUE_TENANT {bounds.max_queue_tenant}) while other tenants wait")
+        level = max(Level.of(trace.backpressure_level), level_of(bounds, load, trace.granularity))
+        actions = actions_for(bounds, level, trace.granularity)
+        decided = effective_level(bounds, level).label
+        if Trace.objects.filter(pk=trace.pk, run_id=trace.run_id, degraded__isnull=True).update(
+                degraded=actions, backpressure_level=decided):
+            for action in actions:
+                ACTIONS_TOTAL.labels(action=action).inc()
+            trace.degraded, trace.backpressure_level = actions, decided
+        else:
+            trace.refresh_from_db(fields=["degraded", "backpressure_level"])
+    if DROP in (trace.degraded or []):
+        raise TraceShed(f"shed by backpressure: {load.backlog_s:.2f} s of {trace.granularity} backlog, "
+                        f"{load.global_active} traces queued or running (BP_MAX_QUEUE_GLOBAL "
+                        f"{limits().max_queue_global}); replay it with `manage.py replay --shed`")
+    return trace.degraded
+
+
+def trace_defer(*, trace_pk: int, run_id: str, owner: str) -> bool:
+    """Give a claimed first stage back and publish it again, behind the messages waiting now.
+
+    The claim is not counted as an attempt: a deferred trace must not end failed for having waited its turn.
+    """
+    deferred = Trace.objects.filter(pk=trace_pk, run_id=run_id, stage=Stage.LOAD, lease_owner=owner).update(
+        status=TraceStatus.QUEUED, lease_owner="", lease_until=_lease_end(), attempts=F("attempts") - 1,
+        updated=timezone.now())
+    if deferred:
+        ACTIONS_TOTAL.labels(action=DEFER).inc()
+        stage_publish(trace_pk=trace_pk, run_id=run_id, stage=Stage.LOAD)
+    return bool(deferred)
+
+
+def trace_shed(*, trace_pk: int, run_id: str, reason: str) -> bool:
+    """Mark the run `shed` with its reason: terminal, and recoverable by `traces_shed_replay`."""
+    now = timezone.now()
+    shed = Trace.objects.filter(pk=trace_pk, run_id=run_id, status__in=ACTIVE_STATUSES).update(
+        status=TraceStatus.SHED, error=reason[:4000], finished_at=now, updated=now, lease_owner="", lease_until=None)
+    if shed:
+        logger.warning("trace %s shed: %s", trace_pk, reason)
+    return bool(shed)
+
+
+def traces_shed_replay(*, trace_id: str | None = None, since: datetime | None = None) -> list[Trace]:
+    """Start a new run of every shed trace (narrowed by the filters); each decides its degradation afresh."""
+    traces = Trace.objects.filter(status=TraceStatus.SHED).select_related("tenant").order_by("finished_at", "pk")
+    if trace_id:
+        traces = traces.filter(trace_id=trace_id)
+    if since is not None:
+        traces = traces.filter(finished_at__gte=since)
+    replayed = []
+    for trace in traces:
+        with transaction.atomic():
+            if Trace.objects.filter(pk=trace.pk, status=TraceStatus.SHED).update(status=TraceStatus.QUEUED):
+                trace_start_run(trace=trace)
+                replayed.append(trace)
+    return replayed
 
 
 # --- Sweeping expired leases, dead letters -------------------------------------------------------------

@@ -7,6 +7,7 @@ takes its queue, or is published (`services.stage_publish`) for a worker that do
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 from celery import shared_task
 from celery.signals import setup_logging, task_prerun, worker_init, worker_process_init, worker_ready, worker_shutdown
@@ -16,6 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from . import pipeline, services
 from .log_context import task_context_bind
+from .degrade import StagePlan
 from .models import Stage, Trace
 from .runner import run_chain, takes_queue_of
 from .sweeper import Sweeper
@@ -28,13 +30,24 @@ _consumed_queues: frozenset[str] = frozenset()
 _blas_threads: int | None = None
 
 
-STAGE_WORK = {
-    Stage.LOAD: lambda t: pipeline.load_stage(t, pipeline.artifact_store()),
-    Stage.SAE_DECODE: lambda t: pipeline.sae_decode_stage(t, pipeline.artifact_store(), pipeline.sae_service()),
-    Stage.ATTRIBUTE: lambda t: pipeline.attribute_stage(t, pipeline.artifact_store(), pipeline.sae_service()),
-    Stage.BUILD: lambda t: pipeline.build_stage(t, pipeline.artifact_store()),
-    Stage.PERSIST: lambda t: pipeline.persist_stage(t, pipeline.artifact_store()),
-}
+def _planned(work: Callable[[Trace, StagePlan], object]) -> Callable[[Trace], object]:
+    """A stage's work behind the backpressure look every stage start takes (the first one decides the trace's
+    degradation, or sheds or defers it: `services.trace_degradation_decide`), given the configs that leaves it."""
+    def planned(trace: Trace) -> object:
+        services.trace_degradation_decide(trace=trace)
+        return work(trace, pipeline.stage_plan_of(trace))
+    return planned
+
+
+STAGE_WORK = {stage: _planned(work) for stage, work in {
+    Stage.LOAD: lambda t, plan: pipeline.load_stage(t, pipeline.artifact_store(), plan),
+    Stage.SAE_DECODE: lambda t, plan: pipeline.sae_decode_stage(t, pipeline.artifact_store(), pipeline.sae_service(),
+                                                                plan),
+    Stage.ATTRIBUTE: lambda t, plan: pipeline.attribute_stage(t, pipeline.artifact_store(), pipeline.sae_service(),
+                                                              plan),
+    Stage.BUILD: lambda t, plan: pipeline.build_stage(t, pipeline.artifact_store(), plan),
+    Stage.PERSIST: lambda t, plan: pipeline.persist_stage(t, pipeline.artifact_store()),
+}.items()}
 
 
 def _persist_finish(trace: Trace, owner: str, graph: pipeline.StoredGraph, seconds: float) -> bool:

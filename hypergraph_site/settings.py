@@ -204,6 +204,27 @@ MAX_ACTIVATION_WIDTH = env.int("MAX_ACTIVATION_WIDTH", default=16384)
 # Characters of a completion's text or prompt.
 MAX_TEXT_CHARS = env.int("MAX_TEXT_CHARS", default=256 * 1024)
 
+# --- Backpressure and admission ---------------------------------------------------------------------
+# README "Backpressure and admission": levels (soft, hard, drop) from the backlog (queued work ÷ measured throughput,
+# seconds) and the traces queued or running; the ladder's actions make degraded traces cheaper, drop sheds them.
+BP_MAX_BACKLOG_SENTENCE = env.float("BP_MAX_BACKLOG_SENTENCE", default=1.5)
+BP_MAX_BACKLOG_TOKEN = env.float("BP_MAX_BACKLOG_TOKEN", default=3.0)
+BP_MAX_QUEUE_TENANT = env.int("BP_MAX_QUEUE_TENANT", default=200)
+BP_MAX_QUEUE_GLOBAL = env.int("BP_MAX_QUEUE_GLOBAL", default=5000)
+# A tenant running fewer traces than this is never shed while the global queue is under its max.
+BP_TENANT_MIN_GUARANTEE = env.int("BP_TENANT_MIN_GUARANTEE", default=2)
+# hard = soft × this; a tenant's finalizes are refused (429) past BP_MAX_QUEUE_TENANT × this.
+BP_BURST_MULTIPLIER = env.float("BP_BURST_MULTIPLIER", default=1.5)
+BP_DEGRADE_LADDER = env.str("BP_DEGRADE_LADDER",
+                            default="token->sentence,reduce-samples,reduce-topk,reduce-layers,saliency-fallback,drop")
+# A process reuses its reading of the load this long (seconds, at most 1): one database query and two Redis round
+# trips per second per process, none per request.
+BP_CACHE_S = min(1.0, env.float("BP_CACHE_S", default=1.0))
+# Requests per second each tenant may send to /ingest, shared by all web processes (a Redis token bucket); 0: off.
+INGEST_RATE_PER_TENANT = env.float("INGEST_RATE_PER_TENANT", default=0.0)
+# Requests a tenant may send at once above that rate (the bucket's size); 0: one second's worth.
+INGEST_BURST_PER_TENANT = env.int("INGEST_BURST_PER_TENANT", default=0)
+
 # --- SAE dictionaries -------------------------------------------------------------------------------
 DICT_ROOT = env.str("DICT_ROOT", default=str(VAR_DIR / "dicts"))
 DICT_NAME = env.str("DICT_NAME", default="sample")

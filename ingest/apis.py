@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import structlog
+import redis
 from django.conf import settings
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
@@ -16,8 +17,9 @@ from explainer.models import Scope, TraceStatus
 from hypergraph_site.api.auth import HasScope
 from hypergraph_site.api.broker import BrokerUnavailable
 from hypergraph_site.api.errors import error_response
-from hypergraph_site.api.openapi import RETRY_AFTER, api_key_errors, error_docs, error_example
+from hypergraph_site.api.openapi import api_key_errors, error_docs, error_example
 
+from .admission import Refusal, load_admission, rate_limit
 from .openapi import IngestEventSerializer
 from .services import TraceConflict, TraceFinished, event_accept
 from .validation import EventInvalid, parse_body, validate_event
@@ -30,6 +32,10 @@ class AcceptedSerializer(serializers.Serializer):
     status = serializers.ChoiceField(TraceStatus.values, help_text="`open` until finalized, then `queued`")
     status_url = serializers.URLField(help_text="`GET` it for the trace's progress")
 
+
+INGEST_RETRY_AFTER = OpenApiParameter(
+    "Retry-After", int, OpenApiParameter.HEADER, response=[429, 503],
+    description="Seconds to wait before retrying: until the tenant's rate allows a request, or `RETRY_AFTER_S`")
 
 EVENT_EXAMPLES = [
     OpenApiExample("completion", request_only=True, value={
@@ -79,10 +85,12 @@ class IngestApi(APIView):
             "with `final: true`); it is then explained in the background: follow `status_url`, then fetch the "
             "graph. Sending an identical event again is acknowledged again and does nothing more. The limits in "
             "the request schema are this deployment's (`MAX_TRACE_TOKENS`, `MAX_LAYERS`, `MAX_ACTIVATION_WIDTH`, "
-            "`MAX_TEXT_CHARS`); the body may be at most `INGEST_MAX_BODY_BYTES`. There is no rate limiting yet, so "
-            "no 429."),
+            "`MAX_TEXT_CHARS`); the body may be at most `INGEST_MAX_BODY_BYTES`. Admission comes first, before "
+            "anything is stored: each tenant may send `INGEST_RATE_PER_TENANT` requests per second (429 past it), "
+            "hold `BP_MAX_QUEUE_TENANT` × `BP_BURST_MULTIPLIER` traces queued or running (a finalize past it is a "
+            "429), and while the service is overloaded every event is a 503. Both carry `Retry-After`."),
         request={"application/json": IngestEventSerializer},
-        parameters=[RETRY_AFTER],
+        parameters=[INGEST_RETRY_AFTER],
         examples=EVENT_EXAMPLES,
         responses={
             202: OpenApiResponse(AcceptedSerializer, description="Stored; the trace's status and where to follow it",
@@ -109,15 +117,32 @@ class IngestApi(APIView):
                               name="second completion")),
             413: error_docs("The body is over `INGEST_MAX_BODY_BYTES`",
                             error_example(413, "body of 40000000 bytes exceeds the limit of 33554432 bytes")),
+            429: error_docs(
+                "The tenant sends faster than `INGEST_RATE_PER_TENANT`, or this finalize would take it past its "
+                "queue cap; nothing was stored, retry after `Retry-After` seconds",
+                error_example(429, "this tenant sends more than INGEST_RATE_PER_TENANT (50 requests per second, "
+                                   "bursts of 50); retry after Retry-After seconds", name="rate"),
+                error_example(429, "this tenant has 300 traces queued or running, its cap (BP_MAX_QUEUE_TENANT × "
+                                   "BP_BURST_MULTIPLIER) is 300; finalize it again later", name="queue cap")),
             503: error_docs(
-                "Redis or the database is unreachable; nothing was stored, retry after `Retry-After` seconds",
+                "Redis or the database is unreachable, or the service is overloaded (backpressure at the drop "
+                "level); nothing was stored, retry after `Retry-After` seconds",
                 error_example(503, "the queue (Redis) is unreachable; nothing was stored, retry later",
                               name="Redis down"),
                 error_example(503, "the database is unreachable; nothing was stored, retry later",
-                              name="database down")),
+                              name="database down"),
+                error_example(503, "the service is overloaded (6012 traces queued or running, BP_MAX_QUEUE_GLOBAL "
+                                   "5000); nothing was stored, retry later", name="overloaded")),
         },
     )
     def post(self, request: Request) -> Response:
+        tenant = request.user.tenant
+        try:
+            refused = rate_limit(tenant_id=tenant.pk)
+        except redis.RedisError:
+            return _queue_down()
+        if refused:
+            return _refusal(refused)
         limit = settings.INGEST_MAX_BODY_BYTES
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
         if declared > limit:
@@ -131,12 +156,17 @@ class IngestApi(APIView):
             return Response({"errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
         structlog.contextvars.bind_contextvars(trace_id=event.trace_id)
         try:
-            result = event_accept(tenant=request.user.tenant, event=event, actor=key_actor(request.user.key.prefix))
+            refused = load_admission(tenant_id=tenant.pk, finalizes=event.finalizes)
+        except redis.RedisError:
+            return _queue_down()
+        if refused:
+            return _refusal(refused)
+        try:
+            result = event_accept(tenant=tenant, event=event, actor=key_actor(request.user.key.prefix))
         except EventInvalid as exc:
             return Response({"errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
         except BrokerUnavailable:
-            return error_response(503, "the queue (Redis) is unreachable; nothing was stored, retry later",
-                                  headers={"Retry-After": str(settings.RETRY_AFTER_S)})
+            return _queue_down()
         except TraceFinished as exc:
             return error_response(409, str(exc), path="trace_id")
         except TraceConflict as exc:
@@ -149,3 +179,12 @@ class IngestApi(APIView):
             },
             status=status.HTTP_202_ACCEPTED,
         )
+
+
+def _refusal(refused: Refusal) -> Response:
+    return error_response(refused.status, refused.message, headers={"Retry-After": str(refused.retry_after_s)})
+
+
+def _queue_down() -> Response:
+    return error_response(503, "the queue (Redis) is unreachable; nothing was stored, retry later",
+                          headers={"Retry-After": str(settings.RETRY_AFTER_S)})

@@ -24,6 +24,7 @@ from explainer.models import Tenant, Trace, TraceEvent, TraceStatus
 from explainer.pii import find_spans, scrub_text, scrub_tokens
 from hypergraph_site.api.broker import broker_check
 from explainer.selectors import dictionary_catalog
+from explainer.load_reading import pressure_level
 from explainer.services import trace_start_run
 from explainer.text import tokenize
 
@@ -164,9 +165,10 @@ def _accept(tenant: Tenant, event: IngestEvent, row: pg_accept.EventRow, actor: 
             Trace.objects.filter(pk=trace.pk).update(**summary, updated=timezone.now())
         TraceEvent.objects.create(trace=trace, event_type=row.event_type, event_hash=row.event_hash,
                                   granularity=row.granularity, payload=event.payload)
-        if event.finalizes:
+        if event.finalizes:  # the level it is accepted at: its run degrades at least that much
+            level = pressure_level(tenant_id=tenant.pk, granularity=summary.get("granularity", trace.granularity))
             trace.tenant = tenant  # the audit row names it; no query to load it again
-            trace_start_run(trace=trace, actor=actor)
+            trace_start_run(trace=trace, level=level, actor=actor)
             trace.refresh_from_db(fields=["status"])
     return AcceptResult(trace_id=trace.trace_id, status=trace.status, duplicate=False)
 

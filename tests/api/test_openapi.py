@@ -70,10 +70,10 @@ def test_every_operation_but_health_and_metrics_needs_the_api_key_in_either_head
 
 def test_ingest_documents_each_answer_with_the_error_envelope(spec):
     responses = spec["paths"]["/ingest"]["post"]["responses"]
-    assert set(responses) == {"202", "400", "401", "403", "409", "413", "503"}  # no 429: nothing limits rates yet
-    for status in ("400", "401", "403", "409", "413", "503"):
+    assert set(responses) == {"202", "400", "401", "403", "409", "413", "429", "503"}
+    for status in ("400", "401", "403", "409", "413", "429", "503"):
         assert responses[status]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Errors"}
-    assert "Retry-After" in responses["503"]["headers"]
+    assert "Retry-After" in responses["503"]["headers"] and "Retry-After" in responses["429"]["headers"]
     body = spec["paths"]["/ingest"]["post"]["requestBody"]
     assert body["required"] and body["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/IngestEvent"}
@@ -223,6 +223,10 @@ def test_every_ingest_answer_matches_the_schema(observe, alice, charlie, redis_f
     observe(*ingest, {"trace_id": "t-3", "event_type": "finalize", "payload": {}}, charlie[1], expect=403)
     with override_settings(INGEST_MAX_BODY_BYTES=100):
         observe(*ingest, {"trace_id": "t-3", "event_type": "activations", "payload": INLINE}, key, expect=413)
+    with override_settings(INGEST_RATE_PER_TENANT=0.01, INGEST_BURST_PER_TENANT=1):
+        for expect in (202, 429):
+            observe(*ingest, {"trace_id": f"t-{expect}", "event_type": "completion",
+                              "payload": {"model": "m", "text": "Hi."}}, key, expect=expect)
     with private_redis() as server, override_settings(REDIS_URL=server.url):
         broker._redis.cache_clear()
         try:

@@ -37,18 +37,12 @@ def e2e_dirs(tmp_path_factory) -> dict[str, Path]:
     return dirs
 
 
-@pytest.fixture(scope="package")
-def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs, graph_root):
-    """A separate worker process (threads pool, both queues) explaining traces over the real Redis broker.
-
-    Package-scoped: it stops when the end-to-end tests are done, so it never consumes other tests' broker messages.
-    """
-    import redis
+def worker_env(e2e_dirs: dict[str, Path], graph_root: Path) -> dict[str, str]:
+    """The environment a test worker runs with: the test database and Redis, the e2e folders."""
     from django.conf import settings
     from django.db import connection
 
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
-    env = {
+    return {
         "DATABASE_URL": _database_url(connection.settings_dict),
         "REDIS_URL": settings.REDIS_URL,
         "DICT_ROOT": str(e2e_dirs["dict_root"]),
@@ -63,13 +57,31 @@ def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs, graph_ro
         "TRANSFORMERS_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    worker = processes.start_worker(e2e_dirs["log"], env=env, concurrency=2)
+
+
+def start_ready_worker(log: Path, env: dict[str, str], concurrency: int):
+    """Start a worker and wait until it says it is ready (the test fails with its log if it does not)."""
+    worker = processes.start_worker(log, env=env, concurrency=concurrency)
     deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
-    while b" ready." not in (e2e_dirs["log"].read_bytes() if e2e_dirs["log"].exists() else b""):
+    while b" ready." not in (log.read_bytes() if log.exists() else b""):
         if worker.poll() is not None or time.monotonic() > deadline:
             processes.stop(worker)
-            pytest.fail("Celery worker did not start:\n" + e2e_dirs["log"].read_text()[-4000:])
+            pytest.fail("Celery worker did not start:\n" + log.read_text()[-4000:])
         time.sleep(0.2)
+    return worker
+
+
+@pytest.fixture(scope="package")
+def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs, graph_root):
+    """A separate worker process (threads pool, both queues) explaining traces over the real Redis broker.
+
+    Package-scoped: it stops when the end-to-end tests are done, so it never consumes other tests' broker messages.
+    """
+    import redis
+    from django.conf import settings
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    worker = start_ready_worker(e2e_dirs["log"], worker_env(e2e_dirs, graph_root), concurrency=2)
     yield worker
     processes.stop(worker)
 
@@ -97,7 +109,7 @@ class Http:
             except IngestError as exc:
                 if exc.status != 404:
                     raise
-            if body.get("status") in ("complete", "failed", "canceled"):
+            if body.get("status") in ("complete", "failed", "canceled", "shed"):
                 return body
             time.sleep(0.3)
         raise AssertionError(f"trace {trace_id} not finished after {timeout_s}s: {body}")

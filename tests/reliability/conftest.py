@@ -69,6 +69,10 @@ def world_servers():
             "PYTHONUNBUFFERED": "1",
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
+            # The suite measures recovery from faults with 40 traces in flight, not load shedding: a backlog limit
+            # of an hour keeps backpressure from degrading or shedding them (tests/e2e/test_backpressure.py).
+            "BP_MAX_BACKLOG_SENTENCE": "3600",
+            "BP_MAX_BACKLOG_TOKEN": "3600",
         })
         try:
             stack.manage("migrate", "--noinput")

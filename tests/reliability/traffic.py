@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Callable
 
-TERMINAL = ("complete", "failed", "canceled")
+TERMINAL = ("complete", "failed", "canceled", "shed")
 
 # Short answers: one or two sentences, 8-14 tokens each (explainer.text tokenization).
 SMALL_TEXTS = (

@@ -10,12 +10,13 @@ from rich.progress import Progress
 from explainer.audit import CLI
 from explainer.models import Tenant
 from ingest.replay import http_sender, read_events, send_in_process, wait_and_report
-from explainer.services import dead_letters_replay
+from explainer.services import dead_letters_replay, traces_shed_replay
 
 
 class Command(BaseCommand):
     help = ("Send recorded /ingest events (JSONL, one event per line, optional \"tenant\" key) through the ingest "
-            "path, in process or over HTTP with --url; or re-run dead-lettered traces with --dead-letters.")
+            "path, in process or over HTTP with --url; or re-run dead-lettered traces with --dead-letters, or "
+            "traces shed by backpressure with --shed.")
 
     def add_arguments(self, parser):
         parser.add_argument("files", nargs="*", type=Path)
@@ -26,16 +27,26 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=300.0)
         parser.add_argument("--dead-letters", action="store_true",
                             help="re-run traces in the dead-letter table (quarantined ones are skipped)")
-        parser.add_argument("--trace", help="with --dead-letters: only this trace id")
+        parser.add_argument("--shed", action="store_true",
+                            help="re-run traces backpressure shed (status shed); each decides its degradation afresh")
+        parser.add_argument("--trace", help="with --dead-letters or --shed: only this trace id")
         parser.add_argument("--stage", help="with --dead-letters: only letters of this stage")
         parser.add_argument("--reason", help="with --dead-letters: only letters whose reason contains this text")
         parser.add_argument("--since", type=_since,
-                            help="with --dead-letters: only letters since this ISO time or duration ago (e.g. 2h, "
-                                 "30m, 2026-11-28T08:00)")
+                            help="with --dead-letters or --shed: only letters (traces shed) since this ISO time or "
+                                 "duration ago (e.g. 2h, 30m, 2026-11-28T08:00)")
 
-    def handle(self, *args, files, tenant, url, api_key, wait, timeout, dead_letters, trace, stage, reason, since,
-               **options):
+    def handle(self, *args, files, tenant, url, api_key, wait, timeout, dead_letters, shed, trace, stage, reason,
+               since, **options):
         console = Console(stderr=True)
+        if shed:
+            if dead_letters or files or stage or reason:
+                raise CommandError("--shed takes only --trace and --since")
+            replayed = traces_shed_replay(trace_id=trace, since=since)
+            self.stdout.write(f"re-running {len(replayed)} shed traces")
+            for shed_trace in replayed:
+                self.stdout.write(f"  {shed_trace.tenant.slug}/{shed_trace.trace_id} ({shed_trace.error[:120]})")
+            return
         if dead_letters:
             result = dead_letters_replay(trace_id=trace, stage=stage, reason=reason, since=since, actor=CLI)
             self.stdout.write(f"re-running {len(result.replayed)} dead-lettered traces")
@@ -48,7 +59,8 @@ class Command(BaseCommand):
                     self.stdout.write(f"  {_name(letter)} (failed at {letter.stage or '?'}: {letter.reason[:120]})")
             return
         if trace or stage or reason or since:
-            raise CommandError("--trace, --stage, --reason and --since filter --dead-letters")
+            raise CommandError("--trace, --stage, --reason and --since filter --dead-letters (--trace and --since "
+                               "also --shed)")
         if not files:
             raise CommandError("give one or more JSONL files, or --dead-letters")
         if url and not api_key:

@@ -23,7 +23,7 @@ DEMO_KEY_NAME = "demo"
 SAMPLE_IDS = tuple(trace_id for trace_id, *_ in SAMPLE_TRACES)
 # A demo trace in one of these states will not be explained by sending its events again (they are acknowledged,
 # nothing more), so the demo deletes it and sends them anew.
-DEAD_ENDS = (TraceStatus.FAILED, TraceStatus.CANCELED, TraceStatus.EXPIRED)
+DEAD_ENDS = (TraceStatus.FAILED, TraceStatus.CANCELED, TraceStatus.EXPIRED, TraceStatus.SHED)
 
 
 def _keep_secret(path: Path, secret: str) -> None:
