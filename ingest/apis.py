@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase
 from django.urls import reverse
+from opentelemetry import trace
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import BaseParser
@@ -16,6 +18,7 @@ from hypergraph_site.api.broker import BrokerUnavailable
 from hypergraph_site.api.errors import error_response
 from hypergraph_site.api.openapi import RETRY_AFTER, api_key_errors, error_docs, error_example
 
+from .observe import ingest_answered, ingest_span
 from .openapi import IngestEventSerializer
 from .services import TraceConflict, TraceFinished, event_accept
 from .validation import EventInvalid, parse_body, validate_event
@@ -115,6 +118,13 @@ class IngestApi(APIView):
                               name="database down")),
         },
     )
+    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
+        with ingest_span(request) as span:
+            response = super().dispatch(request, *args, **kwargs)
+            tenant = getattr(getattr(self.request, "user", None), "tenant", None)
+            ingest_answered(span=span, response=response, tenant=tenant.slug if tenant else "")
+        return response
+
     def post(self, request: Request) -> Response:
         limit = settings.INGEST_MAX_BODY_BYTES
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -127,6 +137,9 @@ class IngestApi(APIView):
             event = validate_event(parse_body(body))
         except EventInvalid as exc:
             return Response({"errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
+        span = trace.get_current_span()
+        span.set_attribute("hypergraph.trace_id", event.trace_id)
+        span.set_attribute("hypergraph.event_type", event.event_type)
         try:
             result = event_accept(tenant=request.user.tenant, event=event)
         except EventInvalid as exc:

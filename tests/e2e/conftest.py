@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -30,18 +31,28 @@ def e2e_dirs(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("e2e")
     dirs = {"dict_root": root / "dicts", "artifacts": root / "artifacts", "log": root / "worker.log",
-            "shadow": root / "shadow-gpt2"}
+            "shadow": root / "shadow-gpt2", "spans": root / "worker-spans.jsonl", "prometheus": root / "prometheus"}
     write_dictionary(dirs["dict_root"], name="sample")
     if importlib.util.find_spec("transformers") is not None:  # the model extra; test_shadow skips without it
         write_shadow_model(dirs["shadow"])
     return dirs
 
 
+@pytest.fixture(scope="session")
+def worker_metrics_port() -> int:
+    """A free port for the worker's own metrics exporter (`WORKER_METRICS_PORT`)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture(scope="package")
-def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs, graph_root):
+def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs, graph_root, worker_metrics_port):
     """A separate worker process (threads pool, both queues) explaining traces over the real Redis broker.
 
     Package-scoped: it stops when the end-to-end tests are done, so it never consumes other tests' broker messages.
+    It observes itself as deployed: Prometheus multiprocess files in `e2e_dirs["prometheus"]`, its own exporter on
+    `worker_metrics_port`, and its spans appended to `e2e_dirs["spans"]` (`OTEL_SPANS_FILE`).
     """
     import redis
     from django.conf import settings
@@ -62,6 +73,9 @@ def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs, graph_ro
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
+        "PROMETHEUS_MULTIPROC_DIR": str(e2e_dirs["prometheus"]),
+        "WORKER_METRICS_PORT": str(worker_metrics_port),
+        "OTEL_SPANS_FILE": str(e2e_dirs["spans"]),
     }
     worker = processes.start_worker(e2e_dirs["log"], env=env, concurrency=2)
     deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
