@@ -113,3 +113,28 @@ def s3(s3_server, settings, monkeypatch):
     settings.STORAGES = {**settings.STORAGES, "graphs": store, "artifacts": store}
     yield bucket
     s3_server.start()  # a test that stopped it leaves it running for the next
+
+
+@pytest.fixture(scope="session")
+def _in_memory_spans():
+    """This process's tracer provider, once per session (OpenTelemetry allows one): the SDK's in-memory exporter."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    assert trace.get_tracer_provider() is provider, "another tracer provider was installed in this process first"
+    return exporter
+
+
+@pytest.fixture
+def spans(_in_memory_spans, settings):
+    """Tracing on (`TRACING_ENABLED`) for one test; the spans this process finished during it."""
+    settings.TRACING_ENABLED = True
+    _in_memory_spans.clear()
+    yield _in_memory_spans
+    _in_memory_spans.clear()

@@ -7,10 +7,6 @@ import time
 import urllib.request
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
 from explainer.models import Stage
@@ -19,18 +15,6 @@ from hypergraph_site.demo.samples import sample_events
 pytestmark = pytest.mark.django_db(transaction=True)
 
 STAGES = [str(stage) for stage in Stage]
-
-
-@pytest.fixture(scope="module")
-def web_spans() -> InMemorySpanExporter:
-    """The SDK's in-memory exporter behind this process's tracer provider: the live server's /ingest spans."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    if trace.get_tracer_provider() is not provider:
-        pytest.skip("another tracer provider was installed in this process first")
-    return exporter
 
 
 def samples_of(text: str) -> dict[str, dict[tuple, float]]:
@@ -83,11 +67,10 @@ def test_readyz_sees_the_worker(http, live_server):
         assert json.loads(answer.read())["checks"]["worker"] == "ok"
 
 
-def test_one_trace_from_the_finalize_request_through_every_stage(http, web_spans, e2e_dirs, settings):
-    settings.TRACING_ENABLED = True
-    web_spans.clear()
+def test_one_trace_from_the_finalize_request_through_every_stage(http, spans, e2e_dirs):
+    """The live server's spans in the SDK's in-memory exporter, the worker's in its `OTEL_SPANS_FILE`."""
     explain(http, "sample-code")
-    finalize = [s for s in web_spans.get_finished_spans()
+    finalize = [s for s in spans.get_finished_spans()
                 if s.name == "POST /ingest" and s.attributes.get("hypergraph.event_type") == "finalize"]
     assert len(finalize) == 1 and finalize[0].attributes["http.response.status_code"] == 202
     trace_id = f"0x{finalize[0].context.trace_id:032x}"
