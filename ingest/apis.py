@@ -72,6 +72,16 @@ class IngestApi(APIView):
     permission_classes = [HasScope]
     required_scope = Scope.TRACES_WRITE
 
+    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
+        with ingest_span(request) as span:
+            response = super().dispatch(request, *args, **kwargs)
+            ingest_answered(span=span, response=response, tenant=self.tenant_slug)
+        return response
+
+    # The tenant of an authenticated request, for the metrics' tenant label; "" when authentication did not succeed
+    # (asking `request.user` again after a failure would authenticate again).
+    tenant_slug = ""
+
     @extend_schema(
         operation_id="ingest_event",
         summary="Accept one trace event (completion, activations or finalize)",
@@ -118,14 +128,8 @@ class IngestApi(APIView):
                               name="database down")),
         },
     )
-    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
-        with ingest_span(request) as span:
-            response = super().dispatch(request, *args, **kwargs)
-            tenant = getattr(getattr(self.request, "user", None), "tenant", None)
-            ingest_answered(span=span, response=response, tenant=tenant.slug if tenant else "")
-        return response
-
     def post(self, request: Request) -> Response:
+        self.tenant_slug = request.user.tenant.slug
         limit = settings.INGEST_MAX_BODY_BYTES
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
         if declared > limit:
