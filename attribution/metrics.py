@@ -1,4 +1,5 @@
-"""Prometheus metrics of the attribution stage (default registry, so the service's /metrics exposes them)."""
+"""Prometheus metrics of the attribution stage (default registry: served by the worker's exporter, or summed into
+/metrics in multiprocess mode; see explainer/metrics_export.py)."""
 from __future__ import annotations
 
 from prometheus_client import Counter, Histogram

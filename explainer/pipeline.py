@@ -22,7 +22,7 @@ import hif
 import sae
 from ingest.hooks import ShardsMissing, read_shards
 
-from . import services
+from . import metrics, services
 from .activations import decode_inline_activations
 from .selectors import dictionary_catalog
 from .shadow import shadow_inputs, shadow_model, verify_config
@@ -326,6 +326,7 @@ def build_stage(trace: Trace, store: ArtifactStore, plan: StagePlan | None = Non
     errors = hif.validate_hif(document)
     if errors:
         raise PipelineError("built graph is not valid HIF v1: " + "; ".join(errors[:5]))
+    metrics.graph_built(document=document, attributed_incidences=len(graph.incidences))
     store.save_json(trace.pk, "graph", document)
 
 

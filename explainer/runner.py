@@ -19,10 +19,14 @@ import redis
 import structlog
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
+from django.utils import timezone
+from opentelemetry import trace as otel_trace
+from opentelemetry.context import Context
+from opentelemetry.trace import StatusCode
 
 import sae
 
-from . import services
+from . import metrics, services
 from .load_reading import throughput_count
 from .artifacts import ArtifactMissing
 from .leases import owner_token
@@ -30,6 +34,7 @@ from .log_context import trace_context_bind
 from .object_store import StorageUnavailable
 from .models import Stage, Trace
 from .pipeline import PipelineError, public_message
+from .tracing import stage_span
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +115,7 @@ class LeaseKeeper:
 
 def run_chain(stage: Stage, trace_pk: int, run_id: str, works: Mapping[Stage, Callable[[Trace], object]],
               finish: Callable[[Trace, str, object, float], bool], *,
-              runs_here: Callable[[Stage], bool] = lambda stage: False) -> None:
+              runs_here: Callable[[Stage], bool] = lambda stage: False, parent: Context | None = None) -> None:
     """Claim `stage` of the run and work through the chain from there, as long as `runs_here` takes the next stage;
     the first stage it does not take is published for a worker that does.
 
@@ -118,6 +123,9 @@ def run_chain(stage: Stage, trace_pk: int, run_id: str, works: Mapping[Stage, Ca
     from one stage to the next (one conditional UPDATE) under one lease keeper, and saves a broker round trip and
     a task start per stage; nothing is lost if this process dies on the way, because the due stage and its lease
     are in the trace row and the sweeper publishes the stage when the lease expires.
+
+    Each stage runs in a span whose parent is `parent` (the span context the message carried) for the first and the
+    previous stage's span after that, and its seconds go to `hypergraph_stage_duration_seconds`.
     """
     owner = owner_token()
     claimed = retry_transient(
@@ -129,30 +137,44 @@ def run_chain(stage: Stage, trace_pk: int, run_id: str, works: Mapping[Stage, Ca
         trace = retry_transient(lambda: Trace.objects.select_related("tenant").get(pk=trace_pk),
                                 what=f"reading trace {trace_pk}")
         trace_context_bind(trace, run_id=run_id, stage=stage)
+        _observe_queue_lag(stage, trace)
         while True:
             structlog.contextvars.bind_contextvars(stage=str(stage))
-            started = time.perf_counter()
-            ok, output = _work(stage, trace, run_id, works[stage], owner)
-            if not ok:
-                return
-            seconds = time.perf_counter() - started
-            logger.info("stage %s of trace %s done in %.3f s", stage, trace_pk, seconds)
-            if stage.next is None:
-                if retry_transient(lambda: finish(trace, owner, output, seconds), what=f"finishing trace {trace_pk}"):
-                    throughput_count(granularity=trace.granularity)
-                return
-            keep = runs_here(stage.next)
-            timings = {**trace.timings, stage: round(seconds, 4)}
-            advanced = retry_transient(
-                lambda: services.trace_advance(trace_pk=trace_pk, run_id=run_id, stage=stage, owner=owner,
-                                               timings=timings, keep=keep),
-                what=f"advancing trace {trace_pk} past {stage}")
+            with stage_span(stage=str(stage), trace_pk=trace_pk, run_id=run_id, granularity=trace.granularity,
+                            parent=parent) as span:
+                parent = otel_trace.set_span_in_context(span)
+                started = time.perf_counter()
+                ok, output = _work(stage, trace, run_id, works[stage], owner)
+                if not ok:
+                    span.set_status(StatusCode.ERROR, "the stage failed; see the trace's error")
+                    return
+                seconds = time.perf_counter() - started
+                metrics.STAGE_SECONDS.labels(stage=stage, granularity=trace.granularity).observe(seconds)
+                logger.info("stage %s of trace %s done in %.3f s", stage, trace_pk, seconds)
+                if stage.next is None:
+                    if retry_transient(lambda: finish(trace, owner, output, seconds),
+                                       what=f"finishing trace {trace_pk}"):
+                        throughput_count(granularity=trace.granularity)
+                    return
+                keep = runs_here(stage.next)
+                timings = {**trace.timings, stage: round(seconds, 4)}
+                advanced = retry_transient(
+                    lambda: services.trace_advance(trace_pk=trace_pk, run_id=run_id, stage=stage, owner=owner,
+                                                   timings=timings, keep=keep),
+                    what=f"advancing trace {trace_pk} past {stage}")
             if not advanced:
                 return
             trace.timings, stage = timings, stage.next
             if not keep:
                 break
-    services.stage_publish(trace_pk=trace_pk, run_id=run_id, stage=stage)
+    services.stage_publish(trace_pk=trace_pk, run_id=run_id, stage=stage, context=parent)
+
+
+def _observe_queue_lag(stage: Stage, trace: Trace) -> None:
+    """Finalize → the first start of the run's first stage (a redelivered or swept start is not queueing)."""
+    if stage == Stage.LOAD and trace.attempts == 1 and trace.finalized_at is not None:
+        lag = (timezone.now() - trace.finalized_at).total_seconds()
+        metrics.QUEUE_LAG.labels(granularity=trace.granularity).observe(max(0.0, lag))
 
 
 def _work(stage: Stage, trace: Trace, run_id: str, work: Callable[[Trace], object],

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from opentelemetry.context import Context
 
 from .models import (
     ACTIVE_STATUSES,
@@ -38,6 +39,7 @@ from .load_reading import ACTIONS_TOTAL, current_reading, limits
 from .graph_documents import StoredGraph, graph_delete
 from .leases import owner_is_gone
 from .shards import shard_keys, shards_delete
+from .tracing import run_context_save, stage_headers
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +94,17 @@ def stage_queue(stage: Stage) -> str:
     return route.get("queue", current_app.conf.task_default_queue)
 
 
-def stage_publish(*, trace_pk: int, run_id: str, stage: Stage) -> bool:
+def stage_publish(*, trace_pk: int, run_id: str, stage: Stage, context: Context | None = None) -> bool:
     """Send one stage's task to the broker (retrying briefly); False leaves it to the sweeper, never loses it.
 
     The trace row already says this stage is due, with a pickup lease: if the message never arrives, the lease
-    expires and `traces_sweep` publishes it again.
+    expires and `traces_sweep` publishes it again. The message's headers carry the span context of `context` (the
+    previous stage), or of the current span, or the run's kept one (`tracing.stage_headers`).
     """
+    headers = stage_headers(run_id=str(run_id), context=context)
     try:
         current_app.send_task(STAGE_TASKS[Stage(stage)], args=(trace_pk, str(run_id)), retry=True,
-                              headers=message_headers(),
+                              headers={**message_headers(), **headers},
                               retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5,
                                             "interval_max": 1.0})
     except Exception:  # noqa: BLE001 - any broker failure is healed by the sweeper
@@ -125,10 +129,16 @@ def trace_start_run(*, trace: Trace, level: Level = Level.NONE, actor: str = SYS
         lease_until=_lease_end(), attempts=0, finalized_at=trace.finalized_at or now, updated=now,
         backpressure_level=level.label, degraded=None,
     )
-    transaction.on_commit(lambda: stage_publish(trace_pk=trace.pk, run_id=str(run_id), stage=Stage.LOAD))
+    transaction.on_commit(lambda: _publish_first_stage(trace_pk=trace.pk, run_id=str(run_id)))
     audit_record(action=action, actor=actor, tenant=trace.tenant, target=trace.trace_id,
                  details={"run_id": str(run_id), **(details or {})})
     return run_id
+
+
+def _publish_first_stage(*, trace_pk: int, run_id: str) -> None:
+    """The run's span context (the finalize request's, when tracing) is kept for re-published stages first."""
+    run_context_save(run_id=run_id)
+    stage_publish(trace_pk=trace_pk, run_id=run_id, stage=Stage.LOAD)
 
 
 def trace_claim_stage(*, trace_pk: int, run_id: str, stage: Stage, owner: str) -> bool:

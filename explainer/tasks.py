@@ -10,17 +10,25 @@ import os
 from typing import Callable
 
 from celery import shared_task
-from celery.signals import setup_logging, task_prerun, worker_init, worker_process_init, worker_ready, worker_shutdown
+from celery.app.task import Context as CeleryContext
+from celery.signals import (setup_logging, task_prerun, worker_init, worker_process_init, worker_process_shutdown,
+                            worker_ready, worker_shutdown)
 from django.conf import settings
 from django.db.backends.signals import connection_created
 from threadpoolctl import threadpool_limits
 
 from . import pipeline, services
-from .log_context import task_context_bind
 from .degrade import StagePlan
+from .heartbeat import Heartbeat
+from .log_context import task_context_bind
+from .metrics_export import process_metrics_retire, worker_metrics_serve
 from .models import Stage, Trace
 from .runner import run_chain, takes_queue_of
 from .sweeper import Sweeper
+from .tracing import context_of
+
+# The W3C trace-context headers a stage message may carry (`services.stage_publish`).
+TRACE_HEADERS = ("traceparent", "tracestate")
 
 STAGE_TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
 
@@ -28,6 +36,7 @@ STAGE_TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_
 # the BLAS threads each prefork process may use (None: leave BLAS as it is).
 _consumed_queues: frozenset[str] = frozenset()
 _blas_threads: int | None = None
+_prefork = False
 
 
 def _planned(work: Callable[[Trace, StagePlan], object]) -> Callable[[Trace], object]:
@@ -54,34 +63,39 @@ def _persist_finish(trace: Trace, owner: str, graph: pipeline.StoredGraph, secon
     return pipeline.persist_finish(trace, pipeline.artifact_store(), owner, graph, seconds)
 
 
-def run_from(stage: Stage, trace_pk: int, run_id: str) -> None:
-    """Run `stage`, then each following stage this worker takes itself, publishing the first one it does not."""
-    run_chain(stage, trace_pk, run_id, STAGE_WORK, _persist_finish, runs_here=takes_queue_of(_consumed_queues))
+def run_from(stage: Stage, trace_pk: int, run_id: str, request: CeleryContext | None = None) -> None:
+    """Run `stage`, then each following stage this worker takes itself, publishing the first one it does not.
+
+    `request` is the task's request: the span context its message headers carry becomes the stage span's parent.
+    """
+    carrier = {name: value for name in TRACE_HEADERS if (value := getattr(request, name, None))}
+    run_chain(stage, trace_pk, run_id, STAGE_WORK, _persist_finish, runs_here=takes_queue_of(_consumed_queues),
+              parent=context_of(carrier))
 
 
-@shared_task(name=services.STAGE_TASKS[Stage.LOAD], **STAGE_TASK_OPTIONS)
-def stage_load(trace_pk: int, run_id: str) -> None:
-    run_from(Stage.LOAD, trace_pk, run_id)
+@shared_task(name=services.STAGE_TASKS[Stage.LOAD], bind=True, **STAGE_TASK_OPTIONS)
+def stage_load(self, trace_pk: int, run_id: str) -> None:
+    run_from(Stage.LOAD, trace_pk, run_id, self.request)
 
 
-@shared_task(name=services.STAGE_TASKS[Stage.SAE_DECODE], **STAGE_TASK_OPTIONS)
-def stage_sae_decode(trace_pk: int, run_id: str) -> None:
-    run_from(Stage.SAE_DECODE, trace_pk, run_id)
+@shared_task(name=services.STAGE_TASKS[Stage.SAE_DECODE], bind=True, **STAGE_TASK_OPTIONS)
+def stage_sae_decode(self, trace_pk: int, run_id: str) -> None:
+    run_from(Stage.SAE_DECODE, trace_pk, run_id, self.request)
 
 
-@shared_task(name=services.STAGE_TASKS[Stage.ATTRIBUTE], **STAGE_TASK_OPTIONS)
-def stage_attribute(trace_pk: int, run_id: str) -> None:
-    run_from(Stage.ATTRIBUTE, trace_pk, run_id)
+@shared_task(name=services.STAGE_TASKS[Stage.ATTRIBUTE], bind=True, **STAGE_TASK_OPTIONS)
+def stage_attribute(self, trace_pk: int, run_id: str) -> None:
+    run_from(Stage.ATTRIBUTE, trace_pk, run_id, self.request)
 
 
-@shared_task(name=services.STAGE_TASKS[Stage.BUILD], **STAGE_TASK_OPTIONS)
-def stage_build(trace_pk: int, run_id: str) -> None:
-    run_from(Stage.BUILD, trace_pk, run_id)
+@shared_task(name=services.STAGE_TASKS[Stage.BUILD], bind=True, **STAGE_TASK_OPTIONS)
+def stage_build(self, trace_pk: int, run_id: str) -> None:
+    run_from(Stage.BUILD, trace_pk, run_id, self.request)
 
 
-@shared_task(name=services.STAGE_TASKS[Stage.PERSIST], **STAGE_TASK_OPTIONS)
-def stage_persist(trace_pk: int, run_id: str) -> None:
-    run_from(Stage.PERSIST, trace_pk, run_id)
+@shared_task(name=services.STAGE_TASKS[Stage.PERSIST], bind=True, **STAGE_TASK_OPTIONS)
+def stage_persist(self, trace_pk: int, run_id: str) -> None:
+    run_from(Stage.PERSIST, trace_pk, run_id, self.request)
 
 
 @setup_logging.connect
@@ -98,12 +112,13 @@ def _bind_task_context(task=None, **kwargs) -> None:
 def _note_worker_shape(sender=None, **kwargs) -> None:
     """Remember the queues this worker takes, commit stage transitions asynchronously, and in a prefork pool share
     the cores between the processes' BLAS threads and skip the decode service's wait for a batch."""
-    global _consumed_queues, _blas_threads
+    global _consumed_queues, _blas_threads, _prefork
     _consumed_queues = frozenset(sender.app.amqp.queues.consume_from or ())
     if settings.WORKER_ASYNC_COMMIT:
         connection_created.connect(_commit_asynchronously, dispatch_uid="worker-async-commit")
     pool = sender.pool_cls  # a name ("prefork") or the class, depending on how the worker was started
-    if "prefork" in str(getattr(pool, "__module__", pool)):
+    _prefork = "prefork" in str(getattr(pool, "__module__", pool))
+    if _prefork:
         _blas_threads = max(1, (os.cpu_count() or 1) // max(1, int(sender.concurrency or 1)))
         # A prefork process decodes one trace at a time, so a decode never finds company to batch with: waiting
         # for it would only delay every trace. An explicit SAE_MAX_WAIT_MS still wins.
@@ -132,17 +147,31 @@ def _limit_blas_threads(**kwargs) -> None:
 
 
 _sweeper: Sweeper | None = None
+_heartbeat: Heartbeat | None = None
 
 
 @worker_ready.connect
 def _start_sweeper(sender=None, **kwargs) -> None:
-    """Every worker sweeps (one at a time, under a lock): first now, for whatever was lost while none ran."""
-    global _sweeper
+    """Every worker sweeps (one at a time, under a lock): first now, for whatever was lost while none ran. It also
+    says it is alive (`/readyz`) and, with `WORKER_METRICS_PORT`, serves its metrics."""
+    global _sweeper, _heartbeat
     _sweeper = Sweeper()
     _sweeper.start()
+    _heartbeat = Heartbeat(sender.hostname)
+    _heartbeat.start()
+    if settings.WORKER_METRICS_PORT:
+        worker_metrics_serve(port=settings.WORKER_METRICS_PORT, prefork=_prefork)
 
 
 @worker_shutdown.connect
 def _stop_sweeper(sender=None, **kwargs) -> None:
     if _sweeper is not None:
         _sweeper.stop()
+    if _heartbeat is not None:
+        _heartbeat.stop()
+    process_metrics_retire()
+
+
+@worker_process_shutdown.connect
+def _retire_pool_process(**kwargs) -> None:
+    process_metrics_retire()

@@ -7,6 +7,7 @@ sweeper that heals lost work runs inside every worker (`explainer.sweeper`).
 import os
 
 from celery import Celery
+from celery.signals import worker_init, worker_process_shutdown, worker_shutdown
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hypergraph_site.settings")
@@ -26,3 +27,20 @@ app.conf.update(
     broker_connection_max_retries=None,
 )
 app.autodiscover_tasks(["explainer"])
+
+
+@worker_init.connect
+def _configure_tracing(**kwargs) -> None:
+    """Before the pool starts: prefork children inherit the provider (the SDK re-creates its export thread after a
+    fork)."""
+    from hypergraph_site.tracing import tracing_configure
+
+    tracing_configure(role="worker")
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _flush_spans(**kwargs) -> None:
+    from hypergraph_site.tracing import tracing_flush
+
+    tracing_flush()

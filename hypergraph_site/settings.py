@@ -285,6 +285,29 @@ LOGGING = logs.setup(log_format=LOG_FORMAT, level=LOG_LEVEL, pii_scrub=PII_SCRUB
 # The audit log is rows of the database (AuditEvent); with a path, each row is also appended there as a JSON line.
 AUDIT_LOG_PATH = env.str("AUDIT_LOG_PATH", default="")
 
+# --- Metrics and tracing ----------------------------------------------------------------------------
+# Prometheus multiprocess mode (https://prometheus.github.io/client_python/multiprocess/): every process of this
+# host (gunicorn workers, Celery pool processes) writes its samples to files in this folder and /metrics sums them.
+# prometheus_client reads it at import, so it must be in the environment when the process starts; empty: each
+# process counts for itself and /metrics serves the web process's own samples plus the database's and Redis's.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+# A worker serves its own samples on this port (0: none), for workers on hosts that share no folder with the web.
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+# Label traces and ingest requests by tenant: one series per tenant, so only with a bounded number of tenants.
+METRICS_TENANT_LABEL = env.bool("METRICS_TENANT_LABEL", default=False)
+# Every worker writes a heartbeat to Redis this often; /readyz reports the worker missing after READYZ_WORKER_MAX_AGE_S.
+WORKER_HEARTBEAT_S = env.float("WORKER_HEARTBEAT_S", default=5.0)
+READYZ_WORKER_MAX_AGE_S = env.float("READYZ_WORKER_MAX_AGE_S", default=30.0)
+# OpenTelemetry spans go over OTLP/HTTP when the endpoint is set (the exporter reads the OTEL_EXPORTER_OTLP_* variables
+# itself: https://opentelemetry.io/docs/specs/otel/protocol/exporter/); OTEL_SPANS_FILE appends them to a file as
+# JSON lines instead (tests, debugging). Neither set: no tracer provider, every span is a no-op.
+OTEL_EXPORTER_OTLP_ENDPOINT = env.str("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
+OTEL_SPANS_FILE = env.str("OTEL_SPANS_FILE", default="")
+OTEL_SERVICE_NAME = env.str("OTEL_SERVICE_NAME", default="hypergraph-sidecar")
+TRACING_ENABLED = bool(OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_SPANS_FILE)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False

@@ -1,11 +1,13 @@
 """POST /ingest: parse → validate → accept → 202, or a 4xx/503 that says why."""
 from __future__ import annotations
 
-import structlog
 import redis
+import structlog
 from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from opentelemetry import trace
 from rest_framework import serializers, status
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
@@ -20,6 +22,7 @@ from hypergraph_site.api.errors import error_response
 from hypergraph_site.api.openapi import api_key_errors, error_docs, error_example
 
 from .admission import Refusal, load_admission, rate_limit
+from .observe import ingest_answered, ingest_span
 from .openapi import IngestEventSerializer
 from .services import TraceConflict, TraceFinished, event_accept
 from .validation import EventInvalid, parse_body, validate_event
@@ -76,6 +79,16 @@ class IngestApi(APIView):
     parser_classes = [RawJSONParser]
     permission_classes = [HasScope]
     required_scope = Scope.TRACES_WRITE
+
+    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
+        with ingest_span(request) as span:
+            response = super().dispatch(request, *args, **kwargs)
+            ingest_answered(span=span, response=response, tenant=self.tenant_slug)
+        return response
+
+    # The tenant of an authenticated request, for the metrics' tenant label; "" when authentication did not succeed
+    # (asking `request.user` again after a failure would authenticate again).
+    tenant_slug = ""
 
     @extend_schema(
         operation_id="ingest_event",
@@ -137,6 +150,7 @@ class IngestApi(APIView):
     )
     def post(self, request: Request) -> Response:
         tenant = request.user.tenant
+        self.tenant_slug = tenant.slug
         try:
             refused = rate_limit(tenant_id=tenant.pk)
         except redis.RedisError:
@@ -155,6 +169,9 @@ class IngestApi(APIView):
         except EventInvalid as exc:
             return Response({"errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
         structlog.contextvars.bind_contextvars(trace_id=event.trace_id)
+        span = trace.get_current_span()
+        span.set_attribute("hypergraph.trace_id", event.trace_id)
+        span.set_attribute("hypergraph.event_type", event.event_type)
         try:
             refused = load_admission(tenant_id=tenant.pk, finalizes=event.finalizes)
         except redis.RedisError:

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the decode service (default registry, so django-prometheus's /metrics exposes them)."""
+"""Prometheus metrics of the decode service (default registry: served by the worker's exporter, or summed into
+/metrics in multiprocess mode; see explainer/metrics_export.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ DECODE_LATENCY = Histogram(
 )
 DECODE_FALLBACKS = Counter("sae_decode_fallbacks_total", "Decodes that wanted torch/CUDA but ran on the numpy CPU path",
                            ["device"])
-LAYER_CACHE_SIZE = Gauge("sae_layer_cache_size", "Dictionaries currently held in the layer LRU")
+# Summed over the live processes in Prometheus multiprocess mode (each process holds its own LRU).
+LAYER_CACHE_SIZE = Gauge("sae_layer_cache_size", "Dictionaries currently held in the layer LRU",
+                         multiprocess_mode="livesum")
 DECODE_BATCH_SIZE = Histogram("sae_decode_batch_size", "Requests merged into one decode batch",
                               buckets=(1, 2, 4, 8, 16, 32, 64))

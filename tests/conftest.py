@@ -113,3 +113,40 @@ def s3(s3_server, settings, monkeypatch):
     settings.STORAGES = {**settings.STORAGES, "graphs": store, "artifacts": store}
     yield bucket
     s3_server.start()  # a test that stopped it leaves it running for the next
+
+
+@pytest.fixture(scope="session")
+def _in_memory_spans():
+    """This process's tracer provider, once per session (OpenTelemetry allows one): the SDK's in-memory exporter,
+    fed only while a test asks for spans, so the rest of the session keeps none."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    class WhileAsked(SimpleSpanProcessor):
+        recording = False
+
+        def on_end(self, span) -> None:
+            if self.recording:
+                super().on_end(span)
+
+    exporter = InMemorySpanExporter()
+    processor = WhileAsked(exporter)
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    trace.set_tracer_provider(provider)
+    assert trace.get_tracer_provider() is provider, "another tracer provider was installed in this process first"
+    return exporter, processor
+
+
+@pytest.fixture
+def spans(_in_memory_spans, settings):
+    """Tracing on (`TRACING_ENABLED`) for one test; the spans this process finished during it."""
+    exporter, processor = _in_memory_spans
+    settings.TRACING_ENABLED = True
+    exporter.clear()
+    processor.recording = True
+    yield exporter
+    processor.recording = False
+    exporter.clear()

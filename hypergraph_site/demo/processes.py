@@ -60,9 +60,21 @@ def start_worker(log_path: Path, env: dict[str, str] | None = None, queues: str 
     return _spawn(args, log_path, env)
 
 
+def metrics_env(folder: Path) -> dict[str, str]:
+    """Prometheus multiprocess mode for the processes started here, so the web server's /metrics sums the worker's
+    samples too (one host). The folder is emptied first: files of a previous run's processes would count again. An
+    operator's own `PROMETHEUS_MULTIPROC_DIR` is left as it is."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return {}
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return {"PROMETHEUS_MULTIPROC_DIR": str(folder)}
+
+
 def start_web(port: int, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    args = [sys.executable, "-m", "gunicorn", "hypergraph_site.wsgi", "-b", f"127.0.0.1:{port}",
-            "-w", "2", "--timeout", "60", "--access-logfile", "-"]
+    """gunicorn with `hypergraph_site.gunicorn_conf`, which retires an exited worker's live gauges."""
+    args = [sys.executable, "-m", "gunicorn", "hypergraph_site.wsgi", "-c", "python:hypergraph_site.gunicorn_conf",
+            "-b", f"127.0.0.1:{port}", "-w", "2", "--timeout", "60", "--access-logfile", "-"]
     return _spawn(args, log_path, env)
 
 

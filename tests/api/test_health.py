@@ -1,6 +1,8 @@
 """Probes, metrics and the OpenAPI schema."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.test import Client, override_settings
 
@@ -11,10 +13,39 @@ def test_healthz():
     assert Client().get("/healthz").json() == {"status": "ok"}
 
 
-def test_readyz_checks_database_and_redis():
+def test_readyz_checks_database_redis_and_a_worker_heartbeat(redis_flush):
+    from explainer.heartbeat import heartbeat_write
+
+    heartbeat_write(hostname="celery@host-a")
     response = Client().get("/readyz")
     assert response.status_code == 200
-    assert response.json()["checks"] == {"database": "ok", "redis": "ok"}
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok", "worker": "ok"}}
+
+
+@override_settings(READYZ_WORKER_MAX_AGE_S=12)
+def test_readyz_reports_a_missing_or_stale_worker_without_failing(redis_flush):
+    from explainer.heartbeat import heartbeat_write
+
+    assert Client().get("/readyz").json()["checks"]["worker"] == "error: no worker heartbeat within 12 s"
+    heartbeat_write(hostname="celery@host-a", now=time.time() - 13)
+    response = Client().get("/readyz")
+    assert response.json()["checks"]["worker"] == "error: no worker heartbeat within 12 s"
+    # Events are still accepted and queued without a worker, so the web process stays ready.
+    assert response.status_code == 200 and response.json()["status"] == "ready"
+
+
+def test_a_stopped_heartbeat_removes_its_worker(redis_flush, settings):
+    from explainer.heartbeat import Heartbeat, workers_alive
+
+    beat = Heartbeat("celery@host-b", interval_s=0.05)
+    beat.start()
+    deadline = time.monotonic() + 5
+    while "celery@host-b" not in workers_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert set(workers_alive()) == {"celery@host-b"}
+    beat.stop()
+    assert workers_alive() == {}
+    assert redis_flush.smembers("hypergraph:heartbeats") == set()
 
 
 def test_readyz_is_503_when_redis_is_unreachable():

@@ -17,7 +17,8 @@ from hypergraph_site.demo.samples import LAYER, NAMESPACES, make_dictionary
 from sae.config import dictionary_layer_folder
 from sae.labeling import CONTEXTS_FILE
 from sae.labels import save_labels
-from tests.e2e.conftest import celery_worker_process, http, web_dictionaries  # noqa: F401 - the end-to-end fixtures
+from tests.e2e.conftest import (  # noqa: F401 - the end-to-end fixtures
+    celery_worker_process, http, web_dictionaries, worker_metrics_port)
 
 UNGROUPED_TOPIC = "Music"
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -30,15 +31,25 @@ def e2e_dirs(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("e2e")
     dirs = {"dict_root": root / "dicts", "artifacts": root / "artifacts", "log": root / "worker.log",
-            "shadow": root / "shadow-gpt2"}
+            "shadow": root / "shadow-gpt2", "spans": root / "worker-spans.jsonl", "prometheus": root / "prometheus"}
     write_dictionary(dirs["dict_root"], name="sample")
     if importlib.util.find_spec("transformers") is not None:  # the model extra; test_shadow skips without it
         write_shadow_model(dirs["shadow"])
     return dirs
 
 
-def worker_env(e2e_dirs: dict[str, Path], graph_root: Path) -> dict[str, str]:
-    """The environment a test worker runs with: the test database and Redis, the e2e folders."""
+@pytest.fixture(scope="session")
+def worker_metrics_port() -> int:
+    """A free port for the worker's own metrics exporter (`WORKER_METRICS_PORT`)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def worker_env(e2e_dirs: dict[str, Path], graph_root: Path, metrics_port: int | None = None) -> dict[str, str]:
+    """The environment a test worker runs with: the test database and Redis, the e2e folders; it observes itself as
+    deployed: Prometheus multiprocess files in `e2e_dirs["prometheus"]`, its spans appended to `e2e_dirs["spans"]`
+    (`OTEL_SPANS_FILE`), and with `metrics_port` its own exporter there."""
     from django.conf import settings
     from django.db import connection
 
@@ -56,6 +67,9 @@ def worker_env(e2e_dirs: dict[str, Path], graph_root: Path) -> dict[str, str]:
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
+        "PROMETHEUS_MULTIPROC_DIR": str(e2e_dirs["prometheus"]),
+        "OTEL_SPANS_FILE": str(e2e_dirs["spans"]),
+        **({"WORKER_METRICS_PORT": str(metrics_port)} if metrics_port else {}),
     }
 
 
@@ -72,8 +86,9 @@ def start_ready_worker(log: Path, env: dict[str, str], concurrency: int):
 
 
 @pytest.fixture(scope="package")
-def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs, graph_root):
-    """A separate worker process (threads pool, both queues) explaining traces over the real Redis broker.
+def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs, graph_root, worker_metrics_port):
+    """A separate worker process (threads pool, both queues) explaining traces over the real Redis broker, with its
+    own metrics exporter on `worker_metrics_port`.
 
     Package-scoped: it stops when the end-to-end tests are done, so it never consumes other tests' broker messages.
     """
@@ -81,7 +96,8 @@ def celery_worker_process(django_db_setup, django_db_blocker, e2e_dirs, graph_ro
     from django.conf import settings
 
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
-    worker = start_ready_worker(e2e_dirs["log"], worker_env(e2e_dirs, graph_root), concurrency=2)
+    worker = start_ready_worker(e2e_dirs["log"], worker_env(e2e_dirs, graph_root, worker_metrics_port),
+                                concurrency=2)
     yield worker
     processes.stop(worker)
 

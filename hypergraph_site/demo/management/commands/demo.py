@@ -125,6 +125,7 @@ class Command(BaseCommand):
             key, key_outcome = demo_api_key(tenant, var / "demo_api_key")
             explained, pending = demo_traces_sort(tenant, trace_ids, fresh=fresh)
             base = f"http://127.0.0.1:{port}"
+            child_env = {**(child_env or {}), **processes.metrics_env(var / "prometheus")}
             children.add("the Celery worker", processes.start_worker(var / "log" / "worker.log", env=child_env))
             web = children.add(f"the web server (gunicorn, port {port})",
                                processes.start_web(port, var / "log" / "web.log", env=child_env))
