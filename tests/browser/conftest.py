@@ -42,7 +42,8 @@ def e2e_dirs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("browser")
     dirs = {"dict_root": root / "dicts", "artifacts": root / "artifacts", "log": root / "worker.log",
-            "shadow": root / "no-shadow-model"}  # never written: the browser tests' worker runs without one
+            "shadow": root / "no-shadow-model",  # never written: the browser tests' worker runs without one
+            "spans": root / "worker-spans.jsonl", "prometheus": root / "prometheus"}
     write_dictionary(dirs["dict_root"], name="sample")
     folder = dictionary_layer_folder(dirs["dict_root"], "sample", LAYER)
     labels = browser_labels()
