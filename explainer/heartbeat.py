@@ -7,12 +7,13 @@ holds the capture shards: it reads the set and the keys in one round trip and dr
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from functools import cache
 
 import redis
 from django.conf import settings
+
+from .periodic import Periodic
 
 logger = logging.getLogger(__name__)
 
@@ -50,32 +51,21 @@ def workers_alive(*, max_age_s: float | None = None) -> dict[str, float]:
     return {h: age for h, age in ages.items() if age <= max_age}
 
 
-class Heartbeat:
+class Heartbeat(Periodic):
     """A thread that writes this worker's heartbeat until stopped (started when the worker is ready)."""
 
-    def __init__(self, hostname: str, interval_s: float | None = None) -> None:
-        self.hostname = hostname
-        self.interval_s = settings.WORKER_HEARTBEAT_S if interval_s is None else interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+    name = "heartbeat"
 
-    def start(self) -> None:
-        self._thread.start()
+    def __init__(self, hostname: str, interval_s: float | None = None) -> None:
+        super().__init__(settings.WORKER_HEARTBEAT_S if interval_s is None else interval_s)
+        self.hostname = hostname
+
+    def tick(self) -> None:
+        heartbeat_write(hostname=self.hostname)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
+        super().stop(timeout_s)
         try:
             redis_client().delete(KEY_PREFIX + self.hostname)
         except redis.RedisError:
             pass  # the key expires by itself
-
-    def _loop(self) -> None:
-        while True:
-            try:
-                heartbeat_write(hostname=self.hostname)
-            except redis.RedisError as exc:
-                logger.warning("heartbeat: Redis unreachable: %s", exc)
-            if self._stop.wait(self.interval_s):
-                return

@@ -8,8 +8,6 @@ package's worker: it would drain the queue while it fills.
 from __future__ import annotations
 
 import base64
-import json
-import shutil
 
 import pytest
 from django.core.management import call_command
@@ -20,9 +18,8 @@ from explainer.text import tokenize
 from hypergraph_site.demo import processes
 from hypergraph_site.demo.samples import LAYER, make_dictionary, planted_activations
 from ingest.client import IngestClient, IngestError
-from sae.config import dictionary_layer_folder
-from sae.testing import write_saelens_dictionary
 from tests.e2e.conftest import Http, start_ready_worker, worker_env
+from tests.e2e.dictionaries import owned_layers, write_sample_layer
 from tests.e2e.graphs import graph_features
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,17 +62,10 @@ def paused_worker(django_db_setup, e2e_dirs, graph_root, tmp_path, bp_limits):
 @pytest.fixture
 def three_layer_dictionaries(e2e_dirs):
     dictionary = make_dictionary()
-    folders = [dictionary_layer_folder(e2e_dirs["dict_root"], "sample", layer) for layer in LAYERS]
-    for layer, folder in zip(LAYERS, folders):
-        if folder.exists():
-            pytest.fail(f"{folder} exists: another test uses layer {layer}")
-        write_saelens_dictionary(folder, dictionary.W_enc, dictionary.b_enc, dictionary.W_dec, dictionary.b_dec,
-                                 cfg_overrides={"hook_name": f"blocks.{layer}.hook_resid_post",
-                                               "activation_convention": "hf_raw"})
-        (folder / "labels.json").write_text(json.dumps({str(k): v for k, v in dictionary.labels.items()}))
-    yield dictionary
-    for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
+    with owned_layers(e2e_dirs, LAYERS) as folders:
+        for layer, folder in zip(LAYERS, folders):
+            write_sample_layer(folder, dictionary, layer)
+        yield dictionary
 
 
 def trace_events(trace_id: str, granularity: str, layers: tuple[int, ...], seed: int) -> list[dict]:

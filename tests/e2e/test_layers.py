@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import base64
-import json
-import shutil
 
 import numpy as np
 import pytest
 
 from hypergraph_site.demo.samples import D_IN, make_dictionary, planted_activations
 from explainer.text import tokenize
-from sae.config import dictionary_layer_folder
-from sae.testing import write_saelens_dictionary
+from tests.e2e.dictionaries import owned_layers, write_sample_layer
 from tests.e2e.graphs import graph_features
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,19 +24,10 @@ TOPIC_OF_LAYER = {5: "Biology", 7: "Code"}
 def two_layer_dictionaries(e2e_dirs):
     """The sample dictionary written as the dictionaries of layers 5 and 7 (with their own hook names)."""
     dictionary = make_dictionary()
-    folders = []
-    for layer in TOPIC_OF_LAYER:
-        folder = dictionary_layer_folder(e2e_dirs["dict_root"], "sample", layer)
-        if folder.exists():
-            pytest.fail(f"{folder} exists: another test uses layer {layer}; give this test layers of its own")
-        write_saelens_dictionary(folder, dictionary.W_enc, dictionary.b_enc, dictionary.W_dec, dictionary.b_dec,
-                                 cfg_overrides={"hook_name": f"blocks.{layer}.hook_resid_post",
-                                               "activation_convention": "hf_raw"})
-        (folder / "labels.json").write_text(json.dumps({str(k): v for k, v in dictionary.labels.items()}))
-        folders.append(folder)
-    yield dictionary
-    for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
+    with owned_layers(e2e_dirs, list(TOPIC_OF_LAYER)) as folders:
+        for layer, folder in zip(TOPIC_OF_LAYER, folders):
+            write_sample_layer(folder, dictionary, layer)
+        yield dictionary
 
 
 def test_two_activations_events_of_two_layers_are_both_stored_and_explained(http, two_layer_dictionaries):

@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.error
 import urllib.request
 
-import numpy as np
 import pytest
 
 from hypergraph_site.demo import processes
-from sae.config import dictionary_layer_folder
-from sae.testing import write_saelens_dictionary
+from tests.e2e.dictionaries import owned_layers, write_random_tied
 from tests.local_servers import free_port
 
 pytest.importorskip("torch")
@@ -28,15 +25,9 @@ QUESTION = [{"role": "system", "content": "You answer questions about Python."},
 @pytest.fixture
 def layer_dictionary(e2e_dirs):
     """A random tied ReLU dictionary for the served model's layer 0: the plumbing needs one, the model is real."""
-    folder = dictionary_layer_folder(e2e_dirs["dict_root"], "sample", LAYER)
-    if folder.exists():
-        pytest.fail(f"{folder} exists: another test uses layer {LAYER}; give this test a layer of its own")
-    w_dec = np.random.default_rng(LAYER).standard_normal((2 * WIDTH, WIDTH)).astype(np.float32)
-    w_dec /= np.linalg.norm(w_dec, axis=1, keepdims=True)
-    write_saelens_dictionary(folder, w_dec.T.copy(), np.zeros(2 * WIDTH, np.float32), w_dec,
-                             np.zeros(WIDTH, np.float32), cfg_overrides={"activation_convention": "hf_raw"})
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+    with owned_layers(e2e_dirs, [LAYER]) as [folder]:
+        write_random_tied(folder, WIDTH, seed=LAYER)
+        yield folder
 
 
 @pytest.fixture

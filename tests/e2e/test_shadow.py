@@ -1,15 +1,12 @@
 """A trace of the worker's SHADOW_MODEL: valued through the model, verified by ablation, figures everywhere."""
 from __future__ import annotations
 
-import shutil
 
-import numpy as np
 import pytest
 
 import hif
 from explainer.models import Trace
-from sae.config import dictionary_layer_folder
-from sae.testing import write_saelens_dictionary
+from tests.e2e.dictionaries import owned_layers, write_random_tied
 from tests.e2e.shadow_model import WIDTH
 
 torch = pytest.importorskip("torch")
@@ -23,16 +20,9 @@ LAYER = 2  # the shadow model's last block; layers 1, 3, 5, 6, 7 and 9 belong to
 @pytest.fixture
 def shadow_dictionary(e2e_dirs):
     """A random tied ReLU dictionary (b_enc = 0, so real residuals switch features on) for the shadow's layer."""
-    folder = dictionary_layer_folder(e2e_dirs["dict_root"], "sample", LAYER)
-    if folder.exists():
-        pytest.fail(f"{folder} exists: another test uses layer {LAYER}; give this test a layer of its own")
-    rng = np.random.default_rng(LAYER)
-    w_dec = rng.standard_normal((2 * WIDTH, WIDTH)).astype(np.float32)
-    w_dec /= np.linalg.norm(w_dec, axis=1, keepdims=True)
-    write_saelens_dictionary(folder, w_dec.T.copy(), np.zeros(2 * WIDTH, np.float32), w_dec,
-                             np.zeros(WIDTH, np.float32), cfg_overrides={"activation_convention": "hf_raw"})
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+    with owned_layers(e2e_dirs, [LAYER]) as [folder]:
+        write_random_tied(folder, WIDTH, seed=LAYER)
+        yield folder
 
 
 def test_a_trace_of_the_shadow_model_is_valued_through_it_and_verified(http, e2e_dirs, shadow_dictionary,
