@@ -302,8 +302,12 @@ def trace_defer(*, trace_pk: int, run_id: str, owner: str) -> bool:
 def trace_shed(*, trace_pk: int, run_id: str, reason: str) -> bool:
     """Mark the run `shed` with its reason: terminal, and recoverable by `traces_shed_replay`."""
     now = timezone.now()
-    shed = Trace.objects.filter(pk=trace_pk, run_id=run_id, status__in=ACTIVE_STATUSES).update(
-        status=TraceStatus.SHED, error=reason[:4000], finished_at=now, updated=now, lease_owner="", lease_until=None)
+    with transaction.atomic():
+        shed = Trace.objects.filter(pk=trace_pk, run_id=run_id, status__in=ACTIVE_STATUSES).update(
+            status=TraceStatus.SHED, error=reason[:4000], finished_at=now, updated=now, lease_owner="",
+            lease_until=None)
+        if shed:
+            _trace_audit(trace_pk, "trace.shed", {"run_id": str(run_id), "reason": reason[:500]})
     if shed:
         logger.warning("trace %s shed: %s", trace_pk, reason)
     return bool(shed)
@@ -320,7 +324,7 @@ def traces_shed_replay(*, trace_id: str | None = None, since: datetime | None = 
     for trace in traces:
         with transaction.atomic():
             if Trace.objects.filter(pk=trace.pk, status=TraceStatus.SHED).update(status=TraceStatus.QUEUED):
-                trace_start_run(trace=trace)
+                trace_start_run(trace=trace, action="trace.replayed", details={"after": "shed"})
                 replayed.append(trace)
     return replayed
 

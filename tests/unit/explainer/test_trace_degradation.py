@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from prometheus_client import REGISTRY
 
 from explainer import services
-from explainer.models import Stage, Trace
+from explainer.models import AuditEvent, Stage, Trace
 
 pytestmark = pytest.mark.django_db
 
@@ -69,6 +69,9 @@ def test_drop_sheds_and_replay_shed_runs_the_trace_again(alice, bob, small_limit
     again = Trace.objects.get(pk=trace.pk)
     assert (again.status, again.stage, again.degraded, again.error) == ("queued", "load", None, "")
     assert again.run_id != trace.run_id and again.backpressure_level == "none"
+    audited = AuditEvent.objects.filter(target=trace.trace_id).order_by("seq")
+    assert [(e.action, e.details.get("after")) for e in audited if e.action != "trace.queued"] == \
+        [("trace.shed", None), ("trace.replayed", "shed")]
     with pytest.raises(CommandError, match="--shed takes only"):
         call_command("replay", shed=True, dead_letters=True, stdout=StringIO())
 
