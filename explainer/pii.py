@@ -129,10 +129,19 @@ def _is_ipv6(text: str) -> bool:
     if sum(1 for group in text.split(":") if group) < 2:  # `a[::2]`, `std::`: slicing and scopes, not addresses
         return False
     try:
-        ipaddress.IPv6Address(text)
+        return _personal(ipaddress.IPv6Address(text))
     except ValueError:
         return False
-    return True
+
+
+def _is_ipv4(text: str) -> bool:
+    return _personal(ipaddress.IPv4Address(text))
+
+
+def _personal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Loopback and unspecified addresses name no one's machine, and an operator needs them in an error such as
+    "connection to server at 127.0.0.1 failed"; every other address may be personal data."""
+    return not (address.is_loopback or address.is_unspecified)
 
 
 def _is_phone(text: str) -> bool:
@@ -175,7 +184,7 @@ _DETECTORS = (
     _Detector(_matches(_EMAIL), EMAIL, needs=lambda lower, d: "@" in lower),
     _Detector(_cards, CARD, min_digits=13),
     _Detector(_matches(_SSN), SSN, min_digits=9),
-    _Detector(_matches(_IPV4), IP, min_digits=4),
+    _Detector(_matches(_IPV4, _is_ipv4), IP, min_digits=4),
     _Detector(_matches(_IPV6, _is_ipv6), IP, needs=lambda lower, d: lower.count(":") >= 2),
     _Detector(_matches(_PHONE, _is_phone), PHONE, min_digits=8),
 )

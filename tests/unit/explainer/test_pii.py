@@ -43,6 +43,8 @@ UNCHANGED = [
     "python 3.11.4 and 10.0.19045.2965",  # version strings
     "v1.2.3-beta",
     "192.168.100.1234",  # not an address: the last part is over 255
+    "connection to server at 127.0.0.1, port 5432 failed",  # loopback names no one's machine
+    "listening on 0.0.0.0:8000 and [::1]:8000",
     "999.1.1.1",
     "41111111111111111111234",  # a Luhn-valid card inside a longer unbroken run is an id, not a card
     "000-12-3456",  # no SSN starts with 000
