@@ -30,13 +30,14 @@ log = logging.getLogger(__name__)
 class Generation:
     """What to generate: the prompt (chat messages already templated) and the decoding settings."""
 
-    prompt: str
+    prompt: str | tuple[int, ...]  # text, or token ids
     max_tokens: int
     temperature: float = 0.0
     top_logprobs: int = 0
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    echo: bool = False  # score the prompt (max_tokens 0) instead of generating
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Step:
 
     token_id: int
     text: str
-    logprob: float
+    logprob: float | None  # None for a scored prompt's first token: nothing precedes it
     top: list[tuple[str, float]] = field(default_factory=list)
 
 
@@ -85,18 +86,43 @@ class ModelServer:
         self._sender = _Sender(sidecar) if sidecar is not None else None
         self._lock = threading.Lock()
 
-    def prompt_ids(self, prompt: str) -> list[int]:
+    def prompt_ids(self, prompt: str | tuple[int, ...]) -> list[int]:
+        if isinstance(prompt, tuple):
+            return list(prompt)
         return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
+    def prompt_text(self, prompt: str | tuple[int, ...]) -> str:
+        return self.tokenizer.decode(list(prompt)) if isinstance(prompt, tuple) else prompt
+
     def check(self, request: Generation) -> int:
-        """The prompt's token count; raises `ContextExceeded` when prompt + max_tokens do not fit the context."""
-        count = len(self.prompt_ids(request.prompt))
+        """The prompt's token count; raises `ContextExceeded` when prompt + max_tokens do not fit the context, or a
+        token id is not in the vocabulary."""
+        ids = self.prompt_ids(request.prompt)
+        count = len(ids)
         if count == 0:
             raise ContextExceeded("the prompt is empty")
+        vocabulary = len(self.tokenizer)
+        if not all(0 <= t < vocabulary for t in ids):
+            raise ContextExceeded(f"the prompt has token ids outside the vocabulary (0 to {vocabulary - 1})")
         if count + request.max_tokens > self.context:
             raise ContextExceeded(f"the prompt's {count} tokens and max_tokens {request.max_tokens} exceed the "
                                   f"model's context of {self.context} tokens")
         return count
+
+    def score(self, request: Generation) -> list[Step]:
+        """Each prompt token with its log-probability given the tokens before it (and the top alternatives there):
+        one forward pass, no sampling. Not captured: scoring is a surrogate's probe, not an answer to explain."""
+        import torch
+
+        ids = self.prompt_ids(request.prompt)
+        with self._lock:
+            logprobs = torch.log_softmax(self.model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
+        steps = [Step(token_id=ids[0], text=self.tokenizer.decode([ids[0]]), logprob=None)]
+        for position in range(1, len(ids)):
+            row = logprobs[position - 1]
+            steps.append(Step(token_id=ids[position], text=self.tokenizer.decode([ids[position]]),
+                              logprob=round(float(row[ids[position]]), 6), top=self._top(row, request.top_logprobs)))
+        return steps
 
     def generate(self, request: Generation, answer: Answer) -> Iterator[Step]:
         """Decode `request`, yielding each token as it is chosen; the response is captured under `answer.trace_id`
@@ -121,7 +147,7 @@ class ModelServer:
                         break
                     feed = torch.tensor([[step.token_id]])
             finally:
-                self._capture_end(handle, answer, ids, request.prompt)
+                self._capture_end(handle, answer, ids, self.prompt_text(request.prompt))
 
     def _choose(self, logits: Any, request: Generation, generator: Any, answer: Answer) -> Step:
         """The next token, from the logits after the penalties; its log-probability is read from that same
@@ -137,14 +163,17 @@ class ModelServer:
             token = int(torch.multinomial(probs, 1, generator=generator))
         else:
             token = int(logprobs.argmax())
-        top = []
-        if request.top_logprobs:
-            values, indices = logprobs.topk(request.top_logprobs)
-            top = [(self.tokenizer.decode([int(i)]), round(float(v), 6)) for v, i in zip(values, indices)]
+        top = self._top(logprobs, request.top_logprobs)
         generated = [s.token_id for s in answer.steps] + [token]
         so_far = self.tokenizer.decode([s.token_id for s in answer.steps], skip_special_tokens=True)
         text = self.tokenizer.decode(generated, skip_special_tokens=True)[len(so_far):]
         return Step(token_id=token, text=text, logprob=round(float(logprobs[token]), 6), top=top)
+
+    def _top(self, logprobs: Any, count: int) -> list[tuple[str, float]]:
+        if not count:
+            return []
+        values, indices = logprobs.topk(count)
+        return [(self.tokenizer.decode([int(i)]), round(float(v), 6)) for v, i in zip(values, indices)]
 
     def _capture_start(self, trace_id: str, prompt_tokens: int, max_tokens: int) -> Any:
         if self.pipeline is None:

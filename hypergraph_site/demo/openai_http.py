@@ -1,11 +1,12 @@
 """The model server's HTTP side: OpenAI-compatible `/v1/completions` and `/v1/chat/completions`, streaming or not.
 
-Supported: `prompt` (one string) or `messages`, `max_tokens`, `temperature`, `seed`, `presence_penalty`,
+Supported: `prompt` (one string, or one list of token ids) or `messages`, `max_tokens`, `temperature`, `seed`, `presence_penalty`,
 `frequency_penalty`, `stream`, and log-probabilities
 (`logprobs` with up to 5 alternatives on completions; `logprobs` + `top_logprobs` ≤ 5 on chat). Anything else a
 client sends is ignored, except what would change the answer in a way this server cannot honour (`n` > 1, `stop`,
-`echo`, `suffix`, `best_of`, `tools`), which is refused with a 400, as is every out-of-range value; every size has a
-maximum. Every answer carries `X-Trace-Id`: the sidecar trace it is explained under, the caller's own when it sent
+`suffix`, `best_of`, `tools`), which is refused with a 400, as is every out-of-range value; every size has a
+maximum. `echo: true` with `max_tokens: 0` scores a prompt instead: the log-probability of each of its tokens given
+the ones before (what a surrogate reads P(target | prompt) from, exactly); scoring is not captured. Every answer carries `X-Trace-Id`: the sidecar trace it is explained under, the caller's own when it sent
 one in that header (at most 128 of `A-Z a-z 0-9 . _ : -`), else a new one.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ MAX_PROMPT_CHARS = 32 * 1024
 MAX_MESSAGES = 64
 MAX_TOP_LOGPROBS = 5
 DEFAULT_MAX_TOKENS = 16
-UNSUPPORTED = ("stop", "echo", "suffix", "best_of", "tools", "functions", "tool_choice", "logit_bias")
+UNSUPPORTED = ("stop", "suffix", "best_of", "tools", "functions", "tool_choice", "logit_bias")
 ROLE_NAMES = {"system": "System", "user": "User", "assistant": "Assistant"}
 TRACE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -50,7 +51,7 @@ def _number(body: dict, name: str, default: float, low: float, high: float, *, i
     return value
 
 
-def _common(body: Any) -> dict[str, Any]:
+def _common(body: Any, *, scoring: bool = False) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise RequestError("the body must be a JSON object")
     for name in UNSUPPORTED:
@@ -58,7 +59,8 @@ def _common(body: Any) -> dict[str, Any]:
             raise RequestError(f"'{name}' is not supported by this server", name)
     if _number(body, "n", 1, 1, 1, integer=True) != 1:
         raise RequestError("only n=1 is supported", "n")
-    return {"max_tokens": _number(body, "max_tokens", DEFAULT_MAX_TOKENS, 1, MAX_TOKENS, integer=True),
+    fewest = 0 if scoring else 1
+    return {"max_tokens": _number(body, "max_tokens", DEFAULT_MAX_TOKENS, fewest, MAX_TOKENS, integer=True),
             "temperature": float(_number(body, "temperature", 0.0, 0.0, 2.0, integer=False)),
             "presence_penalty": float(_number(body, "presence_penalty", 0.0, -2.0, 2.0, integer=False)),
             "frequency_penalty": float(_number(body, "frequency_penalty", 0.0, -2.0, 2.0, integer=False)),
@@ -66,21 +68,40 @@ def _common(body: Any) -> dict[str, Any]:
 
 
 def completion_request(body: Any) -> tuple[Generation, bool]:
-    """The generation, and whether log-probabilities were asked for (`logprobs`: how many alternatives, 0–5)."""
-    settings = _common(body)
-    prompt = body.get("prompt")
+    """The generation (or, with `echo`, the scoring), and whether log-probabilities were asked for (`logprobs`: how
+    many alternatives, 0–5)."""
+    echo = isinstance(body, dict) and body.get("echo", False)
+    if not isinstance(echo, bool):
+        raise RequestError("'echo' must be true or false", "echo")
+    settings = _common(body, scoring=echo)
+    if echo and (settings["max_tokens"] != 0 or body.get("stream")):
+        raise RequestError("'echo' is supported for scoring only: with max_tokens 0 and no stream", "echo")
+    if not echo and settings["max_tokens"] == 0:
+        raise RequestError("'max_tokens' must be at least 1 unless 'echo' scores the prompt", "max_tokens")
+    top = _number(body, "logprobs", 0, 0, MAX_TOP_LOGPROBS, integer=True)
+    return Generation(prompt=_prompt(body.get("prompt")), top_logprobs=top, echo=echo, **settings), \
+        body.get("logprobs") is not None
+
+
+def _prompt(prompt: Any) -> str | tuple[int, ...]:
+    """One prompt: a string, or a list of token ids (what a surrogate sends, so masked prompts stay exact)."""
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+        if len(prompt) > MAX_TOKENS * 16:
+            raise RequestError(f"'prompt' has more than {MAX_TOKENS * 16} tokens", "prompt")
+        return tuple(prompt)
     if isinstance(prompt, list) and len(prompt) == 1:
         prompt = prompt[0]
     if not isinstance(prompt, str) or not prompt:
-        raise RequestError("'prompt' must be one non-empty string", "prompt")
+        raise RequestError("'prompt' must be one non-empty string or one list of token ids", "prompt")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise RequestError(f"'prompt' is longer than {MAX_PROMPT_CHARS} characters", "prompt")
-    top = _number(body, "logprobs", 0, 0, MAX_TOP_LOGPROBS, integer=True)
-    return Generation(prompt=prompt, top_logprobs=top, **settings), body.get("logprobs") is not None
+    return prompt
 
 
 def chat_request(body: Any) -> tuple[Generation, bool]:
     """The generation, and whether log-probabilities were asked for (chat asks with `logprobs: true`)."""
+    if isinstance(body, dict) and body.get("echo"):
+        raise RequestError("'echo' is not supported on chat completions", "echo")
     settings = _common(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not 0 < len(messages) <= MAX_MESSAGES:
@@ -115,7 +136,7 @@ def _completion_logprobs(steps: list[Step], offset: int) -> dict[str, Any]:
         offsets.append(position)
         position += len(step.text)
     return {"tokens": [s.text for s in steps], "token_logprobs": [s.logprob for s in steps],
-            "top_logprobs": [dict(s.top) for s in steps], "text_offset": offsets}
+            "top_logprobs": [dict(s.top) if s.logprob is not None else None for s in steps], "text_offset": offsets}
 
 
 def _chat_logprobs(steps: list[Step]) -> dict[str, Any]:
@@ -157,6 +178,8 @@ class OpenAIHandler(BaseHTTPRequestHandler):
             answer = Answer(trace_id=self._trace_id())
         except (RequestError, ContextExceeded) as exc:
             return self._error(400, str(exc), getattr(exc, "param", None))
+        if generation.echo:
+            return self._json(200, self._scored(self.server.model.score(generation), logprobs))
         steps = self.server.model.generate(generation, answer)
         if body.get("stream") is True:
             self._stream(steps, answer, chat, logprobs)
@@ -173,6 +196,15 @@ class OpenAIHandler(BaseHTTPRequestHandler):
         else:
             choice.update(text=text, logprobs=_completion_logprobs(steps, 0) if logprobs else None)
         return {**self._head(answer, chat, chunk=False), "choices": [choice], "usage": _usage(answer)}
+
+    def _scored(self, steps: list[Step], logprobs: bool) -> dict[str, Any]:
+        """The prompt echoed with its tokens' log-probabilities (the first token's is null: nothing precedes it)."""
+        text = "".join(s.text for s in steps)
+        choice = {"index": 0, "text": text, "finish_reason": "length",
+                  "logprobs": _completion_logprobs(steps, 0) if logprobs else None}
+        usage = {"prompt_tokens": len(steps), "completion_tokens": 0, "total_tokens": len(steps)}
+        return {"id": f"cmpl-{new_trace_id()}", "object": "text_completion", "created": int(time.time()),
+                "model": self.server.model.name, "choices": [choice], "usage": usage}
 
     def _stream(self, steps: Iterator[Step], answer: Answer, chat: bool, logprobs: bool) -> None:
         self.send_response(200)

@@ -78,11 +78,14 @@ def start_web(port: int, log_path: Path, env: dict[str, str] | None = None) -> s
     return _spawn(args, log_path, env)
 
 
-def start_model_server(port: int, log_path: Path, *, sidecar_url: str, api_key: str, layers: list[int],
-                       env: dict[str, str] | None = None) -> subprocess.Popen:
-    """`manage.py serve_model`: the trained language model answering on `port`, sending its answers to the sidecar."""
-    args = [sys.executable, "manage.py", "serve_model", "--port", str(port), "--sidecar-url", sidecar_url,
-            "--layers", ",".join(map(str, layers))]
+def start_model_server(port: int, log_path: Path, *, sidecar_url: str | None = None, api_key: str = "",
+                       layers: list[int] = (), env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`manage.py serve_model`: the trained language model answering on `port`, sending its answers to the sidecar
+    at `sidecar_url` (None: serving without capture)."""
+    args = [sys.executable, "manage.py", "serve_model", "--port", str(port)]
+    if sidecar_url is None:
+        return _spawn([*args, "--no-capture"], log_path, env)
+    args += ["--sidecar-url", sidecar_url, "--layers", ",".join(map(str, layers))]
     return _spawn(args, log_path, {**(env or {}), "SIDECAR_API_KEY": api_key})
 
 

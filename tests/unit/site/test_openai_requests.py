@@ -19,6 +19,11 @@ def test_a_completion_request_with_everything_it_may_carry() -> None:
     assert completion_request({"prompt": "x"}) == (Generation(prompt="x", max_tokens=16), False)
 
 
+def test_a_prompt_of_token_ids_is_scored_with_echo_and_no_new_tokens() -> None:
+    generation, logprobs = completion_request({"prompt": [5, 17, 3], "echo": True, "max_tokens": 0, "logprobs": 0})
+    assert generation == Generation(prompt=(5, 17, 3), max_tokens=0, echo=True) and logprobs is True
+
+
 def test_chat_messages_become_a_plain_prompt_the_model_continues() -> None:
     generation, logprobs = chat_request({"messages": MESSAGES, "logprobs": True, "top_logprobs": 5})
     assert generation.prompt == chat_prompt(MESSAGES) == "System: Be brief.\n\nUser: What is a list?\n\nAssistant:"
@@ -32,7 +37,13 @@ def test_chat_messages_become_a_plain_prompt_the_model_continues() -> None:
     (completion_request, {"prompt": "x", "logprobs": 6}, "logprobs"),
     (completion_request, {"prompt": "x", "n": 2}, "n"),
     (completion_request, {"prompt": "x", "stop": ["."]}, "stop"),
-    (completion_request, {"prompt": "x", "echo": True}, "echo"),
+    (completion_request, {"prompt": "x", "echo": True}, "echo"),  # echo scores: max_tokens must be 0
+    (completion_request, {"prompt": "x", "echo": True, "max_tokens": 0, "stream": True}, "echo"),
+    (completion_request, {"prompt": "x", "echo": "yes", "max_tokens": 0}, "echo"),
+    (completion_request, {"prompt": "x", "max_tokens": 0}, "max_tokens"),
+    (completion_request, {"prompt": [1, True]}, "prompt"),
+    (completion_request, {"prompt": list(range(5000))}, "prompt"),
+    (chat_request, {"messages": MESSAGES, "echo": True}, "echo"),
     (completion_request, {"prompt": ""}, "prompt"),
     (completion_request, {"prompt": ["a", "b"]}, "prompt"),
     (completion_request, {"prompt": "x" * 40000}, "prompt"),
