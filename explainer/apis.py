@@ -15,11 +15,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+import hif
 from hypergraph_site.api.auth import HasScope
 from hypergraph_site.api.errors import error_response
 from hypergraph_site.api.openapi import RETRY_AFTER, api_key_errors, error_docs, error_example
 
-from .exports import EXPORT_FORMATS, export_graph
+from .exports import EXPORT_FORMATS, GRAPH_VIEWS, export_graph
 from .graph_documents import GraphBytes, GraphCorrupt, graph_bytes, graph_load
 from .backpressure import ACTIONS
 from .models import Granularity, Scope, Stage, TraceStatus
@@ -329,7 +330,12 @@ class TraceGraphApi(APIView):
         summary="The explained hypergraph (HIF v1, or an export format)",
         parameters=[TRACE_ID, RETRY_AFTER,
                     OpenApiParameter("format", str, enum=sorted(EXPORT_FORMATS), required=False,
-                                     description="hif-1 (default), hif-standard or neuronpedia")],
+                                     description="hif-1 (default), hif-standard or neuronpedia"),
+                    OpenApiParameter("view", str, enum=sorted(GRAPH_VIEWS), required=False, description=(
+                        "features (default): the graph of SAE features; concepts: the prompt's concepts and the "
+                        "groups of them whose joint masking lowers the emitted token's probability more than their "
+                        "separate maskings, a HIF-standard document (computed for traces explained through the "
+                        "shadow model; otherwise empty, with `metadata.skipped` saying why)"))],
         responses={
             200: OpenApiResponse(TraceGraphSerializer, description=(
                 "The graph: a `HifDocument` (`hif-1`, the stored document, described in full by the service's "
@@ -340,7 +346,7 @@ class TraceGraphApi(APIView):
                 OpenApiExample("running", response_only=True, status_codes=[202], value={
                     "trace_id": "req-42", "status": "running", "error": None,
                     "status_url": "http://127.0.0.1:8000/v1/traces/req-42"})]),
-            400: error_docs("Unknown format", error_example(
+            400: error_docs("Unknown format or view", error_example(
                 400, "unknown format 'graphml'; choose one of ['hif-1', 'hif-standard', 'neuronpedia']",
                 path="format")),
             **NO_SUCH_TRACE,
@@ -362,6 +368,9 @@ class TraceGraphApi(APIView):
         if fmt not in EXPORT_FORMATS:
             return error_response(400, f"unknown format '{fmt}'; choose one of {sorted(EXPORT_FORMATS)}",
                                   path="format")
+        view = request.query_params.get("view", "features")
+        if view not in GRAPH_VIEWS:
+            return error_response(400, f"unknown view '{view}'; choose one of {sorted(GRAPH_VIEWS)}", path="view")
         trace = trace_get(tenant=request.user.tenant, trace_id=trace_id)
         explanation = explanation_get(tenant=request.user.tenant, trace_id=trace_id)
         if trace.status in (TraceStatus.FAILED, TraceStatus.CANCELED, TraceStatus.EXPIRED, TraceStatus.SHED):
@@ -370,6 +379,9 @@ class TraceGraphApi(APIView):
             body = {"trace_id": trace.trace_id, "status": trace.status, "error": trace.error or None,
                     "status_url": request.build_absolute_uri(reverse("trace-detail", args=[trace.trace_id]))}
             return Response(body, status=status.HTTP_202_ACCEPTED)
+        if view == "concepts":
+            return Response(hif.concepts_document(trace.concepts, {
+                "trace_id": trace.trace_id, "model_name": trace.model_name, "model_hash": trace.model_hash}))
         try:
             if fmt != "hif-1":
                 return Response(export_graph(trace=trace, document=graph_load(explanation=explanation), fmt=fmt))

@@ -7,6 +7,8 @@ from .models import Trace
 from .trace_data import completion_of
 
 EXPORT_FORMATS = frozenset({"hif-1", "hif-standard", "neuronpedia"})
+# What a graph shows: the SAE features (in any export format), or the prompt's concepts (`hif.concepts_document`).
+GRAPH_VIEWS = frozenset({"features", "concepts"})
 
 
 def export_graph(*, trace: Trace, document: dict, fmt: str) -> dict:

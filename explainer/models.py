@@ -119,6 +119,9 @@ class Trace(models.Model):
     # What the attribute stage valued (`value`: model, logit or cosine, and why not the model) and, with a shadow
     # model, the verification by ablation: counts, Spearman of predicted against observed, top-8/random-8 drops.
     verification = models.JSONField(default=dict, blank=True)
+    # The prompt's concepts and how they interact on the first emitted token (`pipeline.concepts_of`): {} until
+    # a run through the shadow model records them, or {"skipped": why}.
+    concepts = models.JSONField(default=dict, blank=True)
     # Backpressure (`explainer.backpressure`): the level seen when the trace was finalized, raised to the level seen
     # at its first stage start, and the ladder actions that level applies to its work (null until decided). Kept on
     # the row so a re-run after a crash does the same work.

@@ -32,6 +32,7 @@ from .backpressure import Level
 from .degrade import StagePlan, stage_plan
 from .graph_documents import StoredGraph, graph_delete, graph_store
 from .models import Stage, Trace
+from .prompt_concepts import concepts_of
 from .text import sentence_windows
 from .trace_data import activation_payloads, completion_of
 
@@ -248,6 +249,19 @@ def attribute_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeS
         graph, verification = through_model
     store.save_arrays(trace.pk, "attribution", graph.to_arrays())
     services.trace_record_verification(trace_pk=trace.pk, run_id=str(trace.run_id), verification=verification)
+    if through_model is not None:
+        services.trace_record_concepts(trace_pk=trace.pk, run_id=str(trace.run_id),
+                                       concepts=_concepts(trace, inputs))
+
+
+def _concepts(trace: Trace, inputs: "attribution.ModelInputs") -> dict:
+    """The prompt's concepts and their interactions (`prompt_concepts`); a failure costs the trace only them."""
+    sequence = np.append(inputs.input_ids, inputs.targets[-1:])
+    try:
+        return concepts_of(shadow_model(), completion_of(trace), sequence)
+    except Exception as exc:  # a pipeline spaCy cannot load, a model the search cannot run: the graph stands
+        log.exception("concepts of trace %s failed", trace.pk)
+        return {"skipped": f"concept extraction or interactions failed: {type(exc).__name__}: {exc}"}
 
 
 def _model_inputs(trace: Trace, layers: list) -> tuple["attribution.ModelInputs | None", str]:

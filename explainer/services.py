@@ -435,6 +435,11 @@ def trace_record_verification(*, trace_pk: int, run_id: str, verification: dict)
     return bool(Trace.objects.filter(pk=trace_pk, run_id=run_id).update(verification=verification))
 
 
+def trace_record_concepts(*, trace_pk: int, run_id: str, concepts: dict) -> bool:
+    """Store the prompt's concepts and their interactions, for this run only (as `trace_record_verification`)."""
+    return bool(Trace.objects.filter(pk=trace_pk, run_id=run_id).update(concepts=concepts))
+
+
 # --- Deleting: one trace, a batch of expired ones, a tenant's ---------------------------------------------
 
 def trace_stored_data_delete(*, trace: Trace) -> None:

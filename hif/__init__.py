@@ -8,6 +8,7 @@ dicts; `hif.ids` is the one place ids are minted and parsed.
 from . import ids
 from .build import build_hif
 from .canonical import dumps_canonical
+from .concepts import concepts_document
 from .config import HypergraphConfig
 from .graph import Graph
 from .neuronpedia import to_neuronpedia_graph
@@ -19,6 +20,7 @@ __all__ = [
     "Graph",
     "HypergraphConfig",
     "build_hif",
+    "concepts_document",
     "dumps_canonical",
     "from_hif_standard",
     "ids",

@@ -65,6 +65,17 @@ def test_unknown_format_is_400(alice, alice_trace, client_for):
     assert response.status_code == 400
 
 
+def test_the_concepts_view_serves_what_the_trace_recorded_and_refuses_unknown_views(alice, alice_trace, client_for):
+    Trace.objects.filter(pk=alice_trace.pk).update(status=TraceStatus.COMPLETE,
+                                                   concepts={"skipped": "the completion has no prompt"})
+    Explanation.objects.create(trace=alice_trace, document=DOC, size_bytes=10, node_count=1, incidence_count=0)
+    view = client_for(alice[1]).get("/v1/traces/t-1/graph?view=concepts")
+    assert view.status_code == 200
+    assert (view.json()["nodes"], view.json()["metadata"]["skipped"]) == ([], "the completion has no prompt")
+    unknown = client_for(alice[1]).get("/v1/traces/t-1/graph?view=circuits")
+    assert unknown.status_code == 400 and unknown.json()["errors"][0]["path"] == "view"
+
+
 def test_tenant_of_a_trace_never_changes(alice_trace, bob):
     from django.core.exceptions import ValidationError
 

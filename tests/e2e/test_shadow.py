@@ -15,6 +15,8 @@ transformers = pytest.importorskip("transformers")
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 LAYER = 2  # the shadow model's last block; layers 1, 3, 5, 6, 7 and 9 belong to other e2e tests
+# Two concepts: a quoted phrase and a backtick span (the quotes and backticks are the word-level tokenizer's [UNK]).
+PROMPT = 'the "cells divide" by mitosis and the `nucleus` holds the genome'
 
 
 @pytest.fixture
@@ -38,7 +40,7 @@ def test_a_trace_of_the_shadow_model_is_valued_through_it_and_verified(http, e2e
     pipeline = CapturePipeline(CaptureConfig("shadow-gpt2", model_hash(model), layers=[LAYER], compress="f16-zstd"),
                                store=RedisStore(settings.REDIS_URL, ttl_s=600))
     try:
-        capture_and_send(model, tokenizer, "the cells divide by mitosis and the nucleus holds the genome",
+        capture_and_send(model, tokenizer, PROMPT,
                          client=http.client, trace_id="shadow-e2e", layers=[LAYER], max_new_tokens=8,
                          granularity="token", pipeline=pipeline)
     finally:
@@ -64,3 +66,14 @@ def test_a_trace_of_the_shadow_model_is_valued_through_it_and_verified(http, e2e
     for url in (f"/admin/explainer/trace/{trace.pk}/change/", f"/admin/explainer/trace/{trace.pk}/graph/"):
         page = admin_client.get(url).content.decode()
         assert 'data-role="verification"' in page and 'data-figure="spearman"' in page, url
+
+    status, concepts = http.get("/v1/traces/shadow-e2e/graph?view=concepts")
+    assert status == 200 and hif.validate_hif(concepts, "hif-standard") == [], concepts
+    nodes = {node["node"]: node["attrs"] for node in concepts["nodes"]}
+    assert [(a["label"], a["tokens"]) for a in nodes.values() if a["type"] == "concept"] == \
+        [("cells divide", [2, 3]), ("nucleus", [10])]
+    prompt_tokens = len(tokenizer(PROMPT)["input_ids"])
+    assert nodes["target"]["position"] == prompt_tokens and 0 < nodes["target"]["p0"] <= 1
+    search = concepts["metadata"]["search"]
+    assert search["calls"] >= 3 and search["stopped"] in ("rounds", "low_gain", "exhausted", "max_edges")
+    assert {i["node"] for i in concepts["incidences"] if i["direction"] == "head"} <= {"target"}

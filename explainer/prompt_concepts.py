@@ -1,0 +1,69 @@
+"""The prompt's concepts and how they interact, for a trace explained through the shadow model.
+
+It runs in the attribute stage, after the features were valued through the model, because it needs that model
+in-process (exact probabilities from its logits) and the trace's own token ids. The target is the first token the
+model emitted after the prompt. The prompt's tokens are the shadow tokenizer's, with character offsets that place
+each concept on them; they must be the first tokens of the trace's sequence (after at most one leading special
+token, which some tokenizers add), or the trace records why it has no concepts.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from functools import cache
+
+import numpy as np
+
+import attribution
+from attribution.config import InteractionConfig
+from attribution.interactions import ProbabilityCache, concept_interactions
+
+from .shadow import Shadow
+from .trace_data import Completion
+
+
+@cache
+def concept_config() -> attribution.ConceptConfig:
+    return attribution.ConceptConfig.from_env()
+
+
+@cache
+def interaction_config() -> InteractionConfig:
+    return InteractionConfig.from_env()
+
+
+@cache
+def probability_cache() -> ProbabilityCache:
+    """One per worker process: a prompt explained again (a replay) costs no model calls."""
+    return ProbabilityCache(interaction_config().cache_size)
+
+
+def concepts_of(shadow: Shadow, completion: Completion, sequence: np.ndarray) -> dict:
+    """What `Trace.concepts` holds: the concepts, the interaction search's result and its cost, or `skipped`."""
+    tokenizer = shadow.tokenizer
+    if not completion.prompt.strip():
+        return {"skipped": "the completion has no prompt"}
+    if tokenizer is None:
+        return {"skipped": "the shadow model has no tokenizer"}
+    encoded = tokenizer(completion.prompt, return_offsets_mapping=True, add_special_tokens=False)
+    ids = list(encoded["input_ids"])
+    offset = next((k for k in (0, 1) if len(sequence) > k + len(ids) and list(sequence[k:k + len(ids)]) == ids),
+                  None)
+    if not ids or offset is None:
+        return {"skipped": "the prompt's tokens are not the first tokens of the trace's sequence"}
+    found = attribution.extract_concepts(completion.prompt, token_spans=encoded["offset_mapping"],
+                                         config=concept_config())
+    concepts = [attribution.Concept(**{**asdict(c), "tokens": tuple(t + offset for t in c.tokens)}) for c in found]
+    end = offset + len(ids)
+    target = int(sequence[end])
+    mask_id = next(t for t in (tokenizer.mask_token_id, tokenizer.unk_token_id, tokenizer.eos_token_id, 0)
+                   if t is not None)
+    result = concept_interactions(concepts, np.asarray(sequence[:end]), target, shadow.model, mask_id=mask_id,
+                                  config=interaction_config(), cache=probability_cache())
+    return {
+        "concepts": [{**asdict(c), "tokens": list(c.tokens)} for c in concepts],
+        "target": {"id": target, "text": tokenizer.decode([target]), "position": end},
+        "p0": result.p0, "drops": result.drops,
+        "edges": [{**asdict(e), "members": list(e.members), "member_drops": list(e.member_drops)}
+                  for e in result.edges],
+        "calls": result.calls, "cache_hits": result.cache_hits, "rounds": result.rounds, "stopped": result.stopped,
+    }
