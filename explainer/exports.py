@@ -13,7 +13,7 @@ GRAPH_VIEWS = frozenset({"features", "concepts"})
 
 def export_graph(*, trace: Trace, document: dict, fmt: str) -> dict:
     if fmt == "hif-standard":
-        return hif.to_hif_standard(document)
+        return hif.with_concept_nodes(hif.to_hif_standard(document), trace.concepts)
     if fmt == "neuronpedia":
         completion = completion_of(trace)
         return hif.to_neuronpedia_graph(

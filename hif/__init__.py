@@ -8,7 +8,7 @@ dicts; `hif.ids` is the one place ids are minted and parsed.
 from . import ids
 from .build import build_hif
 from .canonical import dumps_canonical
-from .concepts import concepts_document
+from .concepts import concepts_document, with_concept_nodes
 from .config import HypergraphConfig
 from .graph import Graph
 from .neuronpedia import to_neuronpedia_graph
@@ -28,4 +28,5 @@ __all__ = [
     "to_hif_standard",
     "to_neuronpedia_graph",
     "validate_hif",
+    "with_concept_nodes",
 ]

@@ -6,6 +6,10 @@ its own drop), one node for the emitted token (`type: output_token`, with P0), a
 the members are its causes (`tail`), the emitted token its effect (`head`), weighted by synergy / P0, the evidence
 (synergy, P with the group masked, each member's drop) in the edge's attributes. The search's cost and why it
 stopped are in the metadata. Input is the plain record the explainer stores (`Trace.concepts`).
+
+`with_concept_nodes` adds the concepts to a HIF-standard export of the feature graph: a node per concept, and a
+hyperedge from it (`tail`) to the features (`head`) of every incidence that holds one of its input tokens, so the
+features firing on a concept's tokens can be found from the concept.
 """
 from __future__ import annotations
 
@@ -43,3 +47,32 @@ def concepts_document(record: dict[str, Any], metadata: dict[str, Any]) -> dict[
     search = {key: record[key] for key in _SEARCH_KEYS}
     return {"network-type": "directed", "metadata": {**meta, "search": search}, "nodes": nodes, "edges": edges,
             "incidences": incidences}
+
+
+def with_concept_nodes(standard: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """`standard` (a HIF-standard export of a feature graph) with the record's concepts linked to their features."""
+    concepts = record.get("concepts") or []
+    if not concepts:
+        return standard
+    node_attrs = {node["node"]: node["attrs"] for node in standard["nodes"]}
+    positions = {node_id: attrs.get("position") for node_id, attrs in node_attrs.items()
+                 if attrs.get("type") == "input_token"}
+    members: dict[str, set[str]] = {}
+    for incidence in standard["incidences"]:
+        members.setdefault(incidence["edge"], set()).add(incidence["node"])
+    nodes, edges, incidences = list(standard["nodes"]), list(standard["edges"]), list(standard["incidences"])
+    for concept in concepts:
+        node_id = concept_node_id(concept["id"])
+        nodes.append({"node": node_id, "attrs": {"type": "concept", "label": concept["text"],
+                                                 "concept_label": concept["label"], "tokens": concept["tokens"]}})
+        tokens = set(concept["tokens"])
+        features = sorted({member for edge_members in members.values()
+                           if any(positions.get(m) in tokens for m in edge_members)
+                           for member in edge_members if node_attrs.get(member, {}).get("type") == "sae_feature"})
+        if not features:
+            continue
+        edge_id = f"fires:{concept['id']}"
+        edges.append({"edge": edge_id, "attrs": {"type": "concept_features"}})
+        incidences.append({"edge": edge_id, "node": node_id, "direction": "tail"})
+        incidences += [{"edge": edge_id, "node": feature, "direction": "head"} for feature in features]
+    return {**standard, "nodes": nodes, "edges": edges, "incidences": incidences}

@@ -77,3 +77,7 @@ def test_a_trace_of_the_shadow_model_is_valued_through_it_and_verified(http, e2e
     search = concepts["metadata"]["search"]
     assert search["calls"] >= 3 and search["stopped"] in ("rounds", "low_gain", "exhausted", "max_edges")
     assert {i["node"] for i in concepts["incidences"] if i["direction"] == "head"} <= {"target"}
+
+    status, standard = http.get("/v1/traces/shadow-e2e/graph?format=hif-standard")
+    assert status == 200 and hif.validate_hif(standard, "hif-standard") == []
+    assert {n["node"] for n in standard["nodes"] if n["attrs"]["type"] == "concept"} == {"concept:c0", "concept:c1"}

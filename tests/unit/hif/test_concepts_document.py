@@ -35,3 +35,22 @@ def test_a_trace_without_concepts_gives_an_empty_document_that_says_why() -> Non
     assert hif.validate_hif(doc, "hif-standard") == []
     assert (doc["nodes"], doc["edges"], doc["metadata"]["skipped"]) == ([], [], "the completion has no prompt")
     assert hif.concepts_document({}, {})["metadata"]["skipped"] == "not computed"
+
+
+def test_the_standard_export_links_each_concept_to_the_features_firing_on_its_tokens() -> None:
+    from tests.unit.hif.graphs import META, feat, inc, tok_in, tok_out
+
+    doc = {"meta": META, "nodes": [feat("f1"), feat("f2"), feat("f3"), tok_in(2), tok_in(5), tok_out(9)],
+           "incidences": [inc("a", ["f1", "token_in_2", "token_out_9"], 0.5),
+                          inc("b", ["f2", "token_in_5", "token_out_9"], 0.4),
+                          inc("c", ["f3", "token_out_9"], 0.3)]}
+    standard = hif.with_concept_nodes(hif.to_hif_standard(doc), RECORD)
+    assert hif.validate_hif(standard, "hif-standard") == []
+    linked = {}
+    for record in standard["incidences"]:
+        if record["edge"].startswith("fires:"):
+            linked.setdefault(record["edge"], []).append((record["node"], record["direction"]))
+    assert linked == {"fires:c0": [("concept:c0", "tail"), ("f1", "head")],  # tokens 2, 3
+                      "fires:c1": [("concept:c1", "tail"), ("f2", "head")]}  # token 5; c2's tokens have no features
+    assert {n["node"] for n in standard["nodes"]} >= {"concept:c0", "concept:c1", "concept:c2"}
+    assert hif.with_concept_nodes(hif.to_hif_standard(doc), {"skipped": "no prompt"}) == hif.to_hif_standard(doc)
