@@ -44,7 +44,22 @@ def graph_page(request: HttpRequest, *, trace: Trace, context: dict) -> Template
         "document_url": reverse("admin:explainer_trace_graph_document", args=[trace.pk]),
         "features_url": reverse("admin:explainer_trace_graph_features", args=[trace.pk]),
         "change_url": reverse("admin:explainer_trace_change", args=[trace.pk]),
+        "concepts": concept_row(trace.concepts),
     })
+
+
+def concept_row(record: dict) -> dict:
+    """The prompt's concepts (text order, each with its own drop) and the kept groups with their members' texts,
+    as the graph page's concept row shows them; empty when the trace has none."""
+    if not record.get("concepts"):
+        return {}
+    text = {c["id"]: c["text"] for c in record["concepts"]}
+    return {
+        "concepts": [{**c, "drop": record["drops"].get(c["id"])} for c in record["concepts"]],
+        "groups": [{"ids": " ".join(e["members"]), "texts": " + ".join(text[m] for m in e["members"]),
+                    "synergy": e["synergy"], "p_group": e["p_group"]} for e in record["edges"]],
+        "calls": record["calls"], "stopped": record["stopped"],
+    }
 
 
 def graph_document(request: HttpRequest, *, trace: Trace) -> HttpResponse:
