@@ -4,7 +4,8 @@ It runs in the attribute stage, after the features were valued through the model
 in-process (exact probabilities from its logits) and the trace's own token ids. The target is the first token the
 model emitted after the prompt. The prompt's tokens are the shadow tokenizer's, with character offsets that place
 each concept on them; they must be the first tokens of the trace's sequence (after at most one leading special
-token, which some tokenizers add), or the trace records why it has no concepts.
+token, which some tokenizers add), or the trace records why it has no concepts. With `LLM_PROXY_URL` set, the
+strongest groups are also checked against the serving provider, and each edge carries what it said (`provider`).
 """
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from dataclasses import asdict
 from functools import cache
 
 import numpy as np
+from django.conf import settings
 
 import attribution
 from attribution.config import InteractionConfig
+from attribution.endpoint import provider_verify
 from attribution.interactions import ProbabilityCache, concept_interactions
 
-from .shadow import Shadow
+from .shadow import Shadow, verify_config
 from .trace_data import Completion
 
 
@@ -59,11 +62,20 @@ def concepts_of(shadow: Shadow, completion: Completion, sequence: np.ndarray) ->
                    if t is not None)
     result = concept_interactions(concepts, np.asarray(sequence[:end]), target, shadow.model, mask_id=mask_id,
                                   config=interaction_config(), cache=probability_cache())
+    edges = [{**asdict(e), "members": list(e.members), "member_drops": list(e.member_drops)} for e in result.edges]
+    target_text = tokenizer.decode([target])
+    if settings.LLM_PROXY_URL and result.edges:
+        checks = provider_verify(
+            result.edges, concepts, completion.prompt, target_text, base_url=settings.LLM_PROXY_URL,
+            model=settings.LLM_PROXY_MODEL or completion.model, top_k=verify_config().top_k,
+            max_calls=settings.COST_MAX_PROVIDER_CALLS, timeout_s=settings.VERIFY_TIMEOUT_S,
+            api_key=settings.LLM_PROXY_API_KEY)
+        for edge, check in zip(edges, checks):  # the checks keep the edges' order
+            edge["provider"] = {**asdict(check), "members": list(check.members)}
     return {
         "concepts": [{**asdict(c), "tokens": list(c.tokens)} for c in concepts],
-        "target": {"id": target, "text": tokenizer.decode([target]), "position": end},
+        "target": {"id": target, "text": target_text, "position": end},
         "p0": result.p0, "drops": result.drops,
-        "edges": [{**asdict(e), "members": list(e.members), "member_drops": list(e.member_drops)}
-                  for e in result.edges],
+        "edges": edges,
         "calls": result.calls, "cache_hits": result.cache_hits, "rounds": result.rounds, "stopped": result.stopped,
     }

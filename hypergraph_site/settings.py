@@ -239,6 +239,14 @@ MODEL_ROOT = env.str("MODEL_ROOT", default=str(BASE_DIR / "models"))
 # and value features through every later layer, then verify the strongest by ablation (VERIFY_* in
 # attribution/config.py). Empty: attribution reads the residual through the unembedding (logit) or by cosine.
 SHADOW_MODEL = env.str("SHADOW_MODEL", default="")
+# The serving provider that checks the strongest concept groups of a trace (OpenAI-compatible /v1/completions with
+# logprobs; `attribution.endpoint.provider_verify`): its model (default: the trace's), key, timeout and call budget.
+# Empty URL: no provider check.
+LLM_PROXY_URL = env.str("LLM_PROXY_URL", default="")
+LLM_PROXY_MODEL = env.str("LLM_PROXY_MODEL", default="")
+LLM_PROXY_API_KEY = env.str("LLM_PROXY_API_KEY", default="")
+VERIFY_TIMEOUT_S = env.float("VERIFY_TIMEOUT_S", default=10.0)
+COST_MAX_PROVIDER_CALLS = env.int("COST_MAX_PROVIDER_CALLS", default=20)
 
 # --- REST framework and OpenAPI ---------------------------------------------------------------------
 # https://www.django-rest-framework.org/api-guide/settings/
