@@ -8,6 +8,7 @@ incidences by ablation. `extract_concepts` finds the named things of a prompt (s
 from .scheduler import attribute, window_spans
 from .concepts import Concept, extract_concepts
 from .config import AttributionConfig, ConceptConfig, VerifyConfig
+from .endpoint import EndpointModel
 from .inputs import AttributionResult, LayerFeatures, Unembedding
 from .shadow import ModelInputs, ShadowModel, TorchShadow, attribute_through_model, load_shadow
 from .shadow import mismatch as shadow_mismatch
@@ -15,7 +16,7 @@ from .unembedding import load_unembedding
 from .verify import Verification, verify
 
 __all__ = [
-    "AttributionConfig", "AttributionResult", "Concept", "ConceptConfig", "LayerFeatures", "ModelInputs", "ShadowModel", "TorchShadow",
+    "AttributionConfig", "AttributionResult", "Concept", "ConceptConfig", "EndpointModel", "LayerFeatures", "ModelInputs", "ShadowModel", "TorchShadow",
     "Unembedding", "Verification", "VerifyConfig", "attribute", "attribute_through_model", "extract_concepts", "load_shadow",
     "load_unembedding", "shadow_mismatch", "verify", "window_spans",
 ]

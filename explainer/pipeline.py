@@ -32,7 +32,7 @@ from .backpressure import Level
 from .degrade import StagePlan, stage_plan
 from .graph_documents import StoredGraph, graph_delete, graph_store
 from .models import Stage, Trace
-from .prompt_concepts import concepts_of
+from .prompt_concepts import concepts_of, concepts_via_endpoint
 from .text import sentence_windows
 from .trace_data import activation_payloads, completion_of
 
@@ -249,17 +249,23 @@ def attribute_stage(trace: Trace, store: ArtifactStore, service: "sae.SAEDecodeS
         graph, verification = through_model
     store.save_arrays(trace.pk, "attribution", graph.to_arrays())
     services.trace_record_verification(trace_pk=trace.pk, run_id=str(trace.run_id), verification=verification)
-    if through_model is not None:
+    if through_model is not None or settings.SHADOW_ENDPOINT:
         services.trace_record_concepts(trace_pk=trace.pk, run_id=str(trace.run_id),
-                                       concepts=_concepts(trace, inputs))
+                                       concepts=_concepts(trace, inputs if through_model is not None else None))
 
 
-def _concepts(trace: Trace, inputs: "attribution.ModelInputs") -> dict:
-    """The prompt's concepts and their interactions (`prompt_concepts`); a failure costs the trace only them."""
-    sequence = np.append(inputs.input_ids, inputs.targets[-1:])
+def _concepts(trace: Trace, inputs: "attribution.ModelInputs | None") -> dict:
+    """The prompt's concepts and their interactions (`prompt_concepts`), through the in-process shadow model when it
+    explained the trace (`inputs`), else through `SHADOW_ENDPOINT`; a failure costs the trace only them."""
+    completion = completion_of(trace)
     try:
-        return concepts_of(shadow_model(), completion_of(trace), sequence)
-    except Exception as exc:  # a pipeline spaCy cannot load, a model the search cannot run: the graph stands
+        if inputs is not None:
+            return concepts_of(shadow_model(), completion, np.append(inputs.input_ids, inputs.targets[-1:]))
+        endpoint = attribution.EndpointModel(settings.SHADOW_ENDPOINT,
+                                             model=settings.SHADOW_ENDPOINT_MODEL or completion.model,
+                                             timeout_s=settings.SHADOW_ENDPOINT_TIMEOUT_S)
+        return concepts_via_endpoint(endpoint, completion, mask_id=settings.SHADOW_ENDPOINT_MASK_ID)
+    except Exception as exc:  # a pipeline spaCy cannot load, an endpoint that is down: the graph stands
         log.exception("concepts of trace %s failed", trace.pk)
         return {"skipped": f"concept extraction or interactions failed: {type(exc).__name__}: {exc}"}
 

@@ -9,7 +9,7 @@ strongest groups are also checked against the serving provider, and each edge ca
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import cache
 
 import numpy as np
@@ -17,8 +17,8 @@ from django.conf import settings
 
 import attribution
 from attribution.config import InteractionConfig
-from attribution.endpoint import provider_verify
-from attribution.interactions import ProbabilityCache, concept_interactions
+from attribution.endpoint import EndpointModel, provider_verify
+from attribution.interactions import ProbabilityCache, TargetModel, concept_interactions
 
 from .shadow import Shadow, verify_config
 from .trace_data import Completion
@@ -40,8 +40,25 @@ def probability_cache() -> ProbabilityCache:
     return ProbabilityCache(interaction_config().cache_size)
 
 
+@dataclass(frozen=True)
+class PromptPlacement:
+    """Where the prompt lies in the trace's sequence: after `offset` leading special tokens (0 or 1), one token per
+    span of `spans` (characters of the prompt)."""
+
+    offset: int
+    spans: list[tuple[int, int]]
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.spans)
+
+
+NOT_ALIGNED = {"skipped": "the prompt's tokens are not the first tokens of the trace's sequence"}
+
+
 def concepts_of(shadow: Shadow, completion: Completion, sequence: np.ndarray) -> dict:
-    """What `Trace.concepts` holds: the concepts, the interaction search's result and its cost, or `skipped`."""
+    """What `Trace.concepts` holds, through the in-process shadow model: the concepts, the interaction search's
+    result and its cost, or `skipped`. The prompt is placed with the shadow tokenizer's offsets."""
     tokenizer = shadow.tokenizer
     if not completion.prompt.strip():
         return {"skipped": "the completion has no prompt"}
@@ -52,18 +69,58 @@ def concepts_of(shadow: Shadow, completion: Completion, sequence: np.ndarray) ->
     offset = next((k for k in (0, 1) if len(sequence) > k + len(ids) and list(sequence[k:k + len(ids)]) == ids),
                   None)
     if not ids or offset is None:
-        return {"skipped": "the prompt's tokens are not the first tokens of the trace's sequence"}
-    found = attribution.extract_concepts(completion.prompt, token_spans=encoded["offset_mapping"],
-                                         config=concept_config())
-    concepts = [attribution.Concept(**{**asdict(c), "tokens": tuple(t + offset for t in c.tokens)}) for c in found]
-    end = offset + len(ids)
-    target = int(sequence[end])
+        return NOT_ALIGNED
     mask_id = next(t for t in (tokenizer.mask_token_id, tokenizer.unk_token_id, tokenizer.eos_token_id, 0)
                    if t is not None)
-    result = concept_interactions(concepts, np.asarray(sequence[:end]), target, shadow.model, mask_id=mask_id,
+    placement = PromptPlacement(offset=offset, spans=[tuple(span) for span in encoded["offset_mapping"]])
+    return _explained(shadow.model, completion, np.asarray(sequence), placement, mask_id,
+                      target_text=tokenizer.decode([int(sequence[placement.end])]))
+
+
+def concepts_via_endpoint(model: EndpointModel, completion: Completion, *,
+                          mask_id: int) -> dict:
+    """The same through an OpenAI-compatible endpoint (`SHADOW_ENDPOINT`), for traces no in-process model explains.
+
+    No tokenizer is at hand here, so the prompt is placed with the completion's own tokens: the capture client
+    sends the text of every token of the sequence, and the prompt's must spell the prompt exactly (after at most
+    one leading special token).
+    """
+    if not completion.prompt.strip():
+        return {"skipped": "the completion has no prompt"}
+    if not completion.token_ids or len(completion.token_ids) != len(completion.tokens):
+        return {"skipped": "the completion has no token ids for its tokens"}
+    placement = prompt_placement(completion.tokens, completion.prompt)
+    if placement is None:
+        return NOT_ALIGNED
+    return _explained(model, completion, np.asarray(completion.token_ids), placement, mask_id,
+                      target_text=completion.tokens[placement.end])
+
+
+def prompt_placement(tokens: list[str], prompt: str) -> PromptPlacement | None:
+    """The prompt's tokens among `tokens` (the sequence's, as text), or None when they do not spell it exactly and
+    leave at least one token (the emitted one) after it."""
+    for offset in (0, 1):
+        spans, position = [], 0
+        for token in tokens[offset:]:
+            if position == len(prompt) or not token or not prompt.startswith(token, position):
+                break
+            spans.append((position, position + len(token)))
+            position += len(token)
+        if spans and position == len(prompt) and offset + len(spans) < len(tokens):
+            return PromptPlacement(offset=offset, spans=spans)
+    return None
+
+
+def _explained(model: TargetModel, completion: Completion, sequence: np.ndarray,
+               placement: PromptPlacement, mask_id: int, *, target_text: str) -> dict:
+    found = attribution.extract_concepts(completion.prompt, token_spans=placement.spans, config=concept_config())
+    concepts = [attribution.Concept(**{**asdict(c), "tokens": tuple(t + placement.offset for t in c.tokens)})
+                for c in found]
+    end = placement.end
+    target = int(sequence[end])
+    result = concept_interactions(concepts, sequence[:end], target, model, mask_id=mask_id,
                                   config=interaction_config(), cache=probability_cache())
     edges = [{**asdict(e), "members": list(e.members), "member_drops": list(e.member_drops)} for e in result.edges]
-    target_text = tokenizer.decode([target])
     if settings.LLM_PROXY_URL and result.edges:
         checks = provider_verify(
             result.edges, concepts, completion.prompt, target_text, base_url=settings.LLM_PROXY_URL,

@@ -239,6 +239,13 @@ MODEL_ROOT = env.str("MODEL_ROOT", default=str(BASE_DIR / "models"))
 # and value features through every later layer, then verify the strongest by ablation (VERIFY_* in
 # attribution/config.py). Empty: attribution reads the residual through the unembedding (logit) or by cosine.
 SHADOW_MODEL = env.str("SHADOW_MODEL", default="")
+# Without an in-process shadow model, a trace's concept interactions can be read from an OpenAI-compatible endpoint
+# serving its model (exact: prompts as token ids, `echo`, `max_tokens` 0; `attribution.endpoint.EndpointModel`):
+# the endpoint's base URL, its model name (default: the trace's), the token id a masked concept becomes, a timeout.
+SHADOW_ENDPOINT = env.str("SHADOW_ENDPOINT", default="")
+SHADOW_ENDPOINT_MODEL = env.str("SHADOW_ENDPOINT_MODEL", default="")
+SHADOW_ENDPOINT_MASK_ID = env.int("SHADOW_ENDPOINT_MASK_ID", default=0)
+SHADOW_ENDPOINT_TIMEOUT_S = env.float("SHADOW_ENDPOINT_TIMEOUT_S", default=10.0)
 # The serving provider that checks the strongest concept groups of a trace (OpenAI-compatible /v1/completions with
 # logprobs; `attribution.endpoint.provider_verify`): its model (default: the trace's), key, timeout and call budget.
 # Empty URL: no provider check.

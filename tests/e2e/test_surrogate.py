@@ -111,3 +111,25 @@ def test_a_masked_prompt_replaces_each_concept_by_its_own_span():
     concepts = extract_concepts(text)
     assert [c.text for c in concepts] == ["x", "x"]
     assert masked_text(text, concepts[1:]) == "copy `x` then copy `[MASK]` again"
+
+
+def test_a_trace_without_an_in_process_model_gets_its_concepts_through_the_endpoint(served):
+    """`SHADOW_ENDPOINT`: the prompt placed by the completion's own token texts, the same reading as in-process."""
+    from explainer.prompt_concepts import concepts_of, concepts_via_endpoint
+    from explainer.shadow import Shadow
+    from explainer.trace_data import Completion
+
+    url, shadow, tokenizer = served
+    ids = list(tokenizer(PROMPT)["input_ids"])  # as the capture client sends it: a leading special token here
+    for _ in range(3):
+        ids.append(_greedy(shadow, np.array(ids)))
+    completion = Completion(model="pydoc-gpt2", prompt=PROMPT, text=tokenizer.decode(ids[-3:]),
+                            tokens=[tokenizer.decode([t]) for t in ids], token_ids=ids)
+    here = concepts_of(Shadow(model=shadow, tokenizer=tokenizer, vocab_size=len(tokenizer), max_positions=256),
+                       completion, np.array(ids))
+    there = concepts_via_endpoint(EndpointModel(url, model="pydoc-gpt2"), completion,
+                                  mask_id=tokenizer.unk_token_id)
+    assert there["concepts"] == here["concepts"] and len(there["concepts"]) >= 4
+    assert there["target"] == here["target"]
+    assert there["p0"] == pytest.approx(here["p0"], rel=1e-3)
+    assert there["drops"] == pytest.approx(here["drops"], rel=1e-3, abs=1e-6)

@@ -93,3 +93,32 @@ def test_traces_whose_prompt_does_not_line_up_say_why(traced):
     assert concepts_of(shadow, Completion(prompt=" "), sequence) == {"skipped": "the completion has no prompt"}
     assert concepts_of(shadow, completion, sequence[::-1]) == {
         "skipped": "the prompt's tokens are not the first tokens of the trace's sequence"}
+
+
+@pytest.mark.parametrize("tokens, placed", [
+    (["<s>", "the", " cat", " sat"], (1, [(0, 3), (3, 7)])),  # a leading special token, then the prompt
+    (["the", " cat", " sat"], (0, [(0, 3), (3, 7)])),
+    (["the", " ca", "t sat"], None),  # a token crosses the prompt's end
+    (["the", " cat"], None),  # nothing emitted after the prompt
+    (["<s>", "<pad>", "the", " cat", " sat"], None),  # at most one leading special token
+])
+def test_the_prompt_is_placed_by_the_completions_own_token_texts(tokens, placed):
+    from explainer.prompt_concepts import prompt_placement
+
+    found = prompt_placement(tokens, "the cat")
+    assert (None if found is None else (found.offset, found.spans)) == placed
+
+
+@pytest.mark.django_db
+def test_the_attribute_stage_reads_concepts_through_shadow_endpoint_and_survives_it_being_down(settings, alice):
+    from explainer.models import Trace, TraceEvent
+    from explainer.pipeline import _concepts
+    from tests.local_servers import free_port
+
+    settings.SHADOW_ENDPOINT, settings.SHADOW_ENDPOINT_TIMEOUT_S = f"http://127.0.0.1:{free_port()}", 2.0
+    trace = Trace.objects.create(tenant=alice[0], trace_id="endpoint-down")
+    TraceEvent.objects.create(trace=trace, event_type="completion", event_hash="h", payload={
+        "model": "m", "prompt": "ask 'New York' now", "text": " ok",
+        "tokens": ["ask", " '", "New", " York", "'", " now", " ok"], "token_ids": [1, 2, 3, 4, 5, 6, 7]})
+    record = _concepts(trace, None)
+    assert record["skipped"].startswith("concept extraction or interactions failed: EndpointError")
