@@ -24,11 +24,12 @@ MAX_NEW_TOKENS = 40
 # Greedy decoding of a model this small loops on a phrase; a frequency penalty keeps it off its loops and
 # deterministic without a sampling seed.
 GENERATION = {"frequency_penalty": 1.0}
+# Each names a few things (code in backticks, a proper noun), so the concepts view has groups to search.
 LM_PROMPTS = (
-    ("lm-for-statement", "The for statement is used to"),
-    ("lm-exceptions", "An exception is raised when"),
-    ("lm-classes", "A class definition defines"),
-    ("lm-import", "The import statement"),
+    ("lm-for-statement", "The `for` statement iterates over a `list` or a `tuple` and"),
+    ("lm-exceptions", "An exception such as `KeyError` or `IndexError` is raised when"),
+    ("lm-classes", "A `class` definition in the Python Tutorial defines"),
+    ("lm-import", "The `import` statement of the `os.path` module"),
 )
 LM_IDS = tuple(trace_id for trace_id, _ in LM_PROMPTS)
 
