@@ -14,7 +14,9 @@ def test_the_committed_model_and_its_dictionary_layers_are_found(monkeypatch):
     found, why = lm.lm_available(MODELS)
     assert why == "" and found.layers == [1, 3] and found.folder == MODELS / "pydoc-gpt2"
     assert lm.lm_service_env(found) == {"DICT_ROOT": str(MODELS / "dicts"), "DICT_NAME": "pydoc-gpt2",
-                                        "HG_GROUPING": "none", "SHADOW_MODEL": str(MODELS / "pydoc-gpt2")}
+                                        "HG_GROUPING": "none", "SHADOW_MODEL": str(MODELS / "pydoc-gpt2"),
+                                        "ATTR_TOKEN_BUDGET_MS": "30000", "BP_MAX_BACKLOG_TOKEN": "600",
+                                        "BP_MAX_BACKLOG_SENTENCE": "600"}
 
 
 def test_without_the_model_extra_or_the_files_the_demo_says_why_it_uses_the_sample(monkeypatch, tmp_path):
