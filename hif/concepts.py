@@ -54,21 +54,13 @@ def with_concept_nodes(standard: dict[str, Any], record: dict[str, Any]) -> dict
     concepts = record.get("concepts") or []
     if not concepts:
         return standard
-    node_attrs = {node["node"]: node["attrs"] for node in standard["nodes"]}
-    positions = {node_id: attrs.get("position") for node_id, attrs in node_attrs.items()
-                 if attrs.get("type") == "input_token"}
-    members: dict[str, set[str]] = {}
-    for incidence in standard["incidences"]:
-        members.setdefault(incidence["edge"], set()).add(incidence["node"])
+    features_at = _features_by_position(standard)
     nodes, edges, incidences = list(standard["nodes"]), list(standard["edges"]), list(standard["incidences"])
     for concept in concepts:
         node_id = concept_node_id(concept["id"])
         nodes.append({"node": node_id, "attrs": {"type": "concept", "label": concept["text"],
                                                  "concept_label": concept["label"], "tokens": concept["tokens"]}})
-        tokens = set(concept["tokens"])
-        features = sorted({member for edge_members in members.values()
-                           if any(positions.get(m) in tokens for m in edge_members)
-                           for member in edge_members if node_attrs.get(member, {}).get("type") == "sae_feature"})
+        features = sorted(set().union(*(features_at.get(token, ()) for token in concept["tokens"])))
         if not features:
             continue
         edge_id = f"fires:{concept['id']}"
@@ -76,3 +68,22 @@ def with_concept_nodes(standard: dict[str, Any], record: dict[str, Any]) -> dict
         incidences.append({"edge": edge_id, "node": node_id, "direction": "tail"})
         incidences += [{"edge": edge_id, "node": feature, "direction": "head"} for feature in features]
     return {**standard, "nodes": nodes, "edges": edges, "incidences": incidences}
+
+
+def _features_by_position(standard: dict[str, Any]) -> dict[int, set[str]]:
+    """Input-token position → the features of every edge that holds that token (one pass over the incidences), so
+    linking each concept costs a lookup per token, not a pass over the graph."""
+    attrs_of = {node["node"]: node["attrs"] for node in standard["nodes"]}
+    edges: dict[str, tuple[set[int], set[str]]] = {}
+    for incidence in standard["incidences"]:
+        positions, features = edges.setdefault(incidence["edge"], (set(), set()))
+        attrs = attrs_of.get(incidence["node"], {})
+        if attrs.get("type") == "input_token":
+            positions.add(attrs.get("position"))
+        elif attrs.get("type") == "sae_feature":
+            features.add(incidence["node"])
+    found: dict[int, set[str]] = {}
+    for positions, features in edges.values():
+        for position in positions:
+            found.setdefault(position, set()).update(features)
+    return found
