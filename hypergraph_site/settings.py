@@ -109,6 +109,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a worker process in the end-to-end tests sees the test database too.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
     VAR_DIR.mkdir(exist_ok=True)
+elif env.bool("DB_PREPARED_STATEMENTS", default=True):
+    # /ingest's accept statements (ingest/pg_accept.py) bind their parameters on the server, so psycopg prepares each
+    # on a connection after its fifth run: parsing and planning them cost more than executing them. The ORM's
+    # client-side binding is untouched. Off behind a pooler in transaction mode that cannot keep prepared statements
+    # (PgBouncer before 1.21). https://www.psycopg.org/psycopg3/docs/advanced/prepare.html
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Storage ----------------------------------------------------------------------------------------

@@ -57,3 +57,11 @@ def test_log_format_is_checked_at_start():
     unknown = manage("check", DEV_MODE="1", LOG_FORMAT="xml")
     assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
     assert "LOG_FORMAT='xml' is not valid; choose json or console" in unknown.stderr
+
+
+def test_prepared_statements_are_on_for_postgresql_unless_turned_off():
+    show = "from django.conf import settings; print(settings.DATABASES['default'].get('OPTIONS', {}))"
+    url = "postgres://postgres@127.0.0.1:5432/unused"
+    assert "'prepare_threshold': 5" in manage("shell", "-c", show, DEV_MODE="1", DATABASE_URL=url).stdout
+    off = manage("shell", "-c", show, DEV_MODE="1", DATABASE_URL=url, DB_PREPARED_STATEMENTS="0")
+    assert off.returncode == 0 and "prepare_threshold" not in off.stdout
