@@ -4,7 +4,6 @@ from __future__ import annotations
 import redis
 from django.conf import settings
 from django.http import HttpResponse
-from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (OpenApiExample, OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer,
@@ -18,6 +17,7 @@ from rest_framework.views import APIView
 import hif
 from hypergraph_site.api.auth import HasScope
 from hypergraph_site.api.errors import error_response
+from hypergraph_site.api.links import trace_url
 from hypergraph_site.api.openapi import RETRY_AFTER, api_key_errors, error_docs, error_example
 
 from .exports import EXPORT_FORMATS, GRAPH_VIEWS, export_graph
@@ -258,7 +258,7 @@ class TraceListApi(APIView):
             "nodes": trace.node_count, "incidences": trace.incidence_count, "error": trace.error or None,
             "created": trace.created.isoformat(),
             "finished": trace.finished_at.isoformat() if trace.finished_at else None,
-            "url": request.build_absolute_uri(reverse("trace-detail", args=[trace.trace_id])),
+            "url": trace_url(request, trace.trace_id),
         }
 
 
@@ -377,7 +377,7 @@ class TraceGraphApi(APIView):
             return error_response(409, f"trace is {trace.status}: {trace.error or 'no graph'}")
         if trace.status != TraceStatus.COMPLETE or explanation is None:
             body = {"trace_id": trace.trace_id, "status": trace.status, "error": trace.error or None,
-                    "status_url": request.build_absolute_uri(reverse("trace-detail", args=[trace.trace_id]))}
+                    "status_url": trace_url(request, trace.trace_id)}
             return Response(body, status=status.HTTP_202_ACCEPTED)
         if view == "concepts":
             return Response(hif.concepts_document(trace.concepts, {

@@ -5,7 +5,6 @@ import redis
 import structlog
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
-from django.urls import reverse
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from opentelemetry import trace
 from rest_framework import serializers, status
@@ -19,6 +18,7 @@ from explainer.models import Scope, TraceStatus
 from hypergraph_site.api.auth import HasScope
 from hypergraph_site.api.broker import BrokerUnavailable
 from hypergraph_site.api.errors import error_response
+from hypergraph_site.api.links import trace_url
 from hypergraph_site.api.openapi import api_key_errors, error_docs, error_example
 
 from .admission import Refusal, load_admission, rate_limit
@@ -118,8 +118,8 @@ class IngestApi(APIView):
                 error_example(400, "20000 is greater than the maximum of 16384 (the limit is set by "
                                    "MAX_ACTIVATION_WIDTH)", path="payload.shape[1]", name="over a limit"),
                 error_example(400, "'text' is a required property", path="payload", name="schema violation"),
-                error_example(400, "body is not valid JSON: NaN is not valid JSON: line 1 column 70 (char 69)",
-                              name="not JSON")),
+                error_example(400, "body is not valid JSON: NaN and Infinity are not JSON numbers: line 1 column 70 "
+                                   "(char 69)", name="not JSON")),
             **api_key_errors(Scope.TRACES_WRITE),
             409: error_docs(
                 "The trace was finalized or expired, or this is a second, different completion",
@@ -192,7 +192,7 @@ class IngestApi(APIView):
             {
                 "trace_id": result.trace_id,
                 "status": result.status,
-                "status_url": request.build_absolute_uri(reverse("trace-detail", args=[result.trace_id])),
+                "status_url": trace_url(request, result.trace_id),
             },
             status=status.HTTP_202_ACCEPTED,
         )
