@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import fastjsonschema
+import orjson
 from django.conf import settings
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
@@ -129,16 +130,21 @@ def _message(error: ValidationError) -> str:
     return error.message
 
 
+_NON_FINITE = (b"NaN", b"Infinity")
+
+
 def parse_body(body: bytes) -> Any:
-    """Parse strict JSON: NaN and Infinity literals are refused rather than silently accepted."""
-
-    def refuse(constant: str) -> None:
-        raise ValueError(f"{constant} is not valid JSON")
-
+    """Parse strict JSON (RFC 8259, UTF-8) with orjson, several times faster than the standard library on an
+    activations body, and stricter where it matters: NaN, Infinity, numbers that overflow to infinity, lone
+    surrogates and nesting deeper than 1,024 levels are all 400s. The standard library took an overflowing number
+    for infinity and kept a lone surrogate, and deep nesting overflowed its stack: a 500."""
     try:
-        return json.loads(body, parse_constant=refuse)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise EventInvalid([{"path": "", "message": f"body is not valid JSON: {exc}"}]) from None
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        reason = str(exc)
+        if body.startswith(_NON_FINITE, exc.pos):  # orjson only says "unexpected character" there
+            reason = f"NaN and Infinity are not JSON numbers: line {exc.lineno} column {exc.colno} (char {exc.pos})"
+        raise EventInvalid([{"path": "", "message": f"body is not valid JSON: {reason}"}]) from None
 
 
 def validate_event(document: Any) -> IngestEvent:

@@ -69,11 +69,21 @@ def test_json_encoded_activations_are_accepted(writer):
     (b'{"trace_id": "t", "event_type": "finalize", "payload": {}, "x": NaN}', ""),
     (b"\xff\xfe", ""),
     (b"[]", ""),
+    (b"[" * 100_000 + b"]" * 100_000, ""),  # the standard library's parser overflowed its stack: a 500
+    (b'{"trace_id": "\\ud800", "event_type": "finalize", "payload": {}}', ""),  # a lone surrogate
+    (b'{"trace_id": "t", "event_type": "finalize", "payload": {}, "x": 1e400}', ""),  # overflows to infinity
 ])
 def test_malformed_json_is_400(writer, body, path):
     response = post(writer, body, raw=True)
     assert response.status_code == 400
     assert response.json()["errors"][0]["path"] == path
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_named(writer, constant):
+    body = b'{"trace_id": "t", "event_type": "finalize", "payload": {}, "x": %s}' % constant.encode()
+    message = post(writer, body, raw=True).json()["errors"][0]["message"]
+    assert message.startswith("body is not valid JSON: NaN and Infinity are not JSON numbers: line 1 column")
 
 
 @pytest.mark.parametrize("body, path", [
