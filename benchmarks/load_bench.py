@@ -7,7 +7,7 @@ bodies (a small trace's completion and inline activations events, alternating):
   - POST /ingest (authentication, validation, one accept transaction).
 Targets are measured in interleaved rounds (bare, insert, ingest, bare, ...) after a warm-up round, so a change of
 machine load hits all three alike; req/s is the median of the rounds. After the warm-up the database is analyzed, as
-autovacuum would have done by then in a running deployment (`_analyze` says why it matters).
+a running deployment's sweeper would have done by then (`_analyze` says why it matters).
 
 Part 2, one Celery worker in prefork mode with 2 processes (`celery -A hypergraph_site worker -Q default,gpu -c 2`):
   - drain: N small traces sent without finalize, then all finalized at once; traces completed per second =
@@ -144,12 +144,12 @@ def http_phase(client: Client, requests: int, rounds: int, after_warm_up=lambda:
 
 
 def _analyze(db_url: str) -> None:
-    """Give the planner statistics, as autovacuum does within a minute or so of a new table's first rows.
+    """Give the planner statistics, as a deployment's sweeper does within seconds (`explainer.table_stats`); this
+    phase runs no worker, so no sweeper.
 
     Until a table has been analyzed, PostgreSQL estimates one row for every index condition, so looking a trace up by
     (tenant, trace id) may pick a status or tenant index over the unique one, and then scan every open trace of the
-    tenant: on a fresh database each accept did, and its cost grew with the rows the benchmark had sent. That first
-    minute is not the steady state the benchmark measures.
+    tenant: on a fresh database each accept did, and its cost grew with the rows the benchmark had sent.
     """
     import psycopg
 

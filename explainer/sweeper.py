@@ -1,4 +1,5 @@
-"""The sweeper: a thread inside every worker that re-publishes stages whose lease expired.
+"""The sweeper: a thread inside every worker that re-publishes stages whose lease expired, and gives the trace tables
+statistics while they are young (`table_stats`).
 
 It replaces a separate scheduler (beat), so recovery needs no process an operator might forget to run. Every worker
 runs one, but a Redis lock lets only one of them sweep at a time; a sweep is a few indexed queries, so the lock is
@@ -11,7 +12,7 @@ import logging
 import redis
 from django.conf import settings
 
-from . import services
+from . import services, table_stats
 from .periodic import Periodic
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,9 @@ class Sweeper(Periodic):
             logger.warning("sweeper: Redis unreachable, skipping this sweep: %s", exc)
             return None
         try:
-            return services.traces_sweep()
+            result = services.traces_sweep()
+            table_stats.young_tables_analyze()
+            return result
         finally:
             try:
                 lock.release()
