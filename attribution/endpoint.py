@@ -36,6 +36,10 @@ class EndpointError(RuntimeError):
     """The endpoint did not answer, or not with what was asked."""
 
 
+def _completions_url(base_url: str) -> str:
+    return base_url.rstrip("/") + "/v1/completions"
+
+
 def _post(url: str, body: dict[str, Any], timeout_s: float, api_key: str = "") -> dict[str, Any]:
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
@@ -50,7 +54,7 @@ class EndpointModel:
     """`TargetModel` over `base_url`'s `/v1/completions`, scoring token-id prompts."""
 
     def __init__(self, base_url: str, *, model: str, timeout_s: float = 10.0, api_key: str = "") -> None:
-        self.url = base_url.rstrip("/") + "/v1/completions"
+        self.url = _completions_url(base_url)
         self.model, self.timeout_s, self.api_key = model, timeout_s, api_key
         self.name = f"{self.url}#{model}"
 
@@ -92,7 +96,7 @@ def provider_verify(edges: Sequence[InteractionEdge], concepts: Sequence[Concept
                     api_key: str = "") -> list[ProviderCheck]:
     """Check the `top_k` strongest of `edges` (they come strongest first) with at most `max_calls` provider calls,
     the unmasked baseline included."""
-    url = base_url.rstrip("/") + "/v1/completions"
+    url = _completions_url(base_url)
     by_id = {c.id: c for c in concepts}
     calls = 0
 

@@ -2,8 +2,9 @@
 statistics while they are young (`table_stats`).
 
 It replaces a separate scheduler (beat), so recovery needs no process an operator might forget to run. Every worker
-runs one, but a Redis lock lets only one of them sweep at a time; a sweep is a few indexed queries, so the lock is
-held for milliseconds. It sweeps once at start, then every `SWEEP_INTERVAL_S`.
+runs one, but a Redis lock lets only one of them sweep at a time; a sweep is a few indexed queries (and, while the
+trace tables are young, an ANALYZE of a table of at most a few hundred thousand rows), so the lock is held for at
+most a fraction of a second. It sweeps once at start, then every `SWEEP_INTERVAL_S`.
 """
 from __future__ import annotations
 

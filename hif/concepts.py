@@ -31,8 +31,8 @@ def concepts_document(record: dict[str, Any], metadata: dict[str, Any]) -> dict[
                 "nodes": [], "edges": [], "incidences": []}
     drops = record["drops"]
     nodes = [{"node": concept_node_id(c["id"]), "attrs": {
-        "type": "concept", "label": c["text"], "concept_label": c["label"], "start": c["start"], "end": c["end"],
-        "tokens": c["tokens"], "drop": drops.get(c["id"])}} for c in record["concepts"]]
+        **_concept_attrs(c), "start": c["start"], "end": c["end"], "drop": drops.get(c["id"])}}
+        for c in record["concepts"]]
     target = record["target"]
     nodes.append({"node": TARGET_NODE, "attrs": {"type": "output_token", "label": target["text"],
                                                  "position": target["position"], "p0": record["p0"]}})
@@ -58,8 +58,7 @@ def with_concept_nodes(standard: dict[str, Any], record: dict[str, Any]) -> dict
     nodes, edges, incidences = list(standard["nodes"]), list(standard["edges"]), list(standard["incidences"])
     for concept in concepts:
         node_id = concept_node_id(concept["id"])
-        nodes.append({"node": node_id, "attrs": {"type": "concept", "label": concept["text"],
-                                                 "concept_label": concept["label"], "tokens": concept["tokens"]}})
+        nodes.append({"node": node_id, "attrs": _concept_attrs(concept)})
         features = sorted(set().union(*(features_at.get(token, ()) for token in concept["tokens"])))
         if not features:
             continue
@@ -68,6 +67,12 @@ def with_concept_nodes(standard: dict[str, Any], record: dict[str, Any]) -> dict
         incidences.append({"edge": edge_id, "node": node_id, "direction": "tail"})
         incidences += [{"edge": edge_id, "node": feature, "direction": "head"} for feature in features]
     return {**standard, "nodes": nodes, "edges": edges, "incidences": incidences}
+
+
+def _concept_attrs(concept: dict[str, Any]) -> dict[str, Any]:
+    """What a concept node says in either document: its text, spaCy's (or the fallback's) label, its tokens."""
+    return {"type": "concept", "label": concept["text"], "concept_label": concept["label"],
+            "tokens": concept["tokens"]}
 
 
 def _features_by_position(standard: dict[str, Any]) -> dict[int, set[str]]:

@@ -1,7 +1,6 @@
 """A trace of the worker's SHADOW_MODEL: valued through the model, verified by ablation, figures everywhere."""
 from __future__ import annotations
 
-
 import pytest
 
 import hif
